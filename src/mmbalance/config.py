@@ -1,0 +1,220 @@
+"""Load, validate and resolve ``params.yaml``; derive the content-addressed output paths.
+
+A run's resolved config is the merge of the dataset preset of the active profile
+(``features`` and ``train``), the method's defaults (next to its code) and the
+method overrides in ``params.yaml``. The run id is a short hash of exactly the
+resolved keys that affect training, so any change to them moves the run to a new
+path (the DVC + Snakemake staleness pitfall of ``workflow.md`` §2.7 and §5).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from mmbalance.errors import ConfigError
+from mmbalance.registry import DATASETS, METHODS
+
+HASH_LENGTH = 10
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of ``params.yaml`` (shipped inside the package)."""
+    text = resources.files("mmbalance").joinpath("schemas/params.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read a YAML file; a missing or unparsable file is a :class:`ConfigError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+
+
+def apply_overrides(params: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to a copy of ``params``."""
+    params = copy.deepcopy(params)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from exc
+        node = params
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return params
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate(params: Any, source: str = "params.yaml") -> None:
+    """Check ``params`` against the schema and the registries; raise :class:`ConfigError` naming the key."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), e.message))
+    if errors:
+        err = errors[0]
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties", {}))
+            unknown = sorted(set(err.instance) - set(allowed))
+            where = _key_path(err)
+            prefix = "" if where == "<top level>" else where + "."
+            raise ConfigError(
+                f"{source}: unknown key '{prefix}{unknown[0]}' (allowed here: {', '.join(allowed)})"
+            )
+        raise ConfigError(f"{source}: {_key_path(err)}: {err.message}")
+    profile = params["profile"]
+    for dataset in params["experiment"]["datasets"]:
+        DATASETS.get(dataset)
+        for section in ("features", "train"):
+            if dataset not in params[section][profile]:
+                raise ConfigError(f"{source}: missing key '{section}.{profile}.{dataset}'")
+        if dataset not in params["data"]:
+            raise ConfigError(f"{source}: missing key 'data.{dataset}'")
+    for method in params["experiment"]["methods"]:
+        METHODS.get(method)
+    for method in params["methods"]:
+        method_options(params, method, source=source)
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Read, override and validate ``params.yaml``."""
+    params = apply_overrides(read_yaml(path) or {}, overrides)
+    validate(params, source=str(path))
+    return params
+
+
+def typed_options(defaults: Any, overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Merge ``overrides`` into the dataclass instance ``defaults``, checking names, types and choices.
+
+    A field may declare ``metadata={"choices": (...)}`` to restrict its values.
+    """
+    fields = {f.name: f for f in dataclasses.fields(defaults)}
+    merged = dataclasses.asdict(defaults)
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ConfigError(f"unknown key '{where}.{key}' (allowed here: {', '.join(sorted(fields))})")
+        default = merged[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        elif isinstance(default, list | tuple):
+            ok = isinstance(value, list | tuple)
+            value = list(value) if ok else value
+        else:
+            ok = default is None or isinstance(value, type(default))
+        if not ok:
+            raise ConfigError(
+                f"'{where}.{key}': expected {type(default).__name__}, got {type(value).__name__} ({value!r})"
+            )
+        choices = fields[key].metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"'{where}.{key}': {value!r} is not one of {list(choices)}")
+        merged[key] = value
+    return merged
+
+
+def method_options(params: Mapping[str, Any], method: str, source: str = "params.yaml") -> dict[str, Any]:
+    """The method's defaults merged with ``methods.<method>`` from params."""
+    cls = METHODS.get(method)
+    overrides = params.get("methods", {}).get(method, {}) or {}
+    try:
+        return typed_options(cls.Options(), overrides, where=f"methods.{method}")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def short_hash(obj: Any) -> str:
+    """A short, stable hash of a JSON-serialisable object (sorted keys; never Python's ``hash``)."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def data_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    return copy.deepcopy(params["data"][dataset])
+
+
+def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    return copy.deepcopy(params["features"][params["profile"]][dataset])
+
+
+def train_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    return copy.deepcopy(params["train"][params["profile"]][dataset])
+
+
+def data_id(params: Mapping[str, Any], dataset: str) -> str:
+    """Identifies the raw data: a hash of the dataset's data block."""
+    return short_hash({"dataset": dataset, "data": data_config(params, dataset)})
+
+
+def feature_id(params: Mapping[str, Any], dataset: str) -> str:
+    """Identifies a feature store: the front-end name plus a hash of the raw data and feature settings."""
+    feats = feature_config(params, dataset)
+    frontend = feats.get("audio", {}).get("frontend", "features")
+    return f"{frontend}-" + short_hash({"data": data_id(params, dataset), "features": feats})
+
+
+def raw_dir(params: Mapping[str, Any], dataset: str) -> Path:
+    return Path(params["paths"]["data"]) / "raw" / dataset / data_id(params, dataset)
+
+
+def feature_dir(params: Mapping[str, Any], dataset: str) -> Path:
+    return Path(params["paths"]["data"]) / "features" / dataset / feature_id(params, dataset)
+
+
+def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> dict[str, Any]:
+    """The complete configuration of one training run."""
+    resolved = {
+        "dataset": dataset,
+        "method": method,
+        "method_options": method_options(params, method),
+        "data": data_config(params, dataset),
+        "features": feature_config(params, dataset),
+        "feature_id": feature_id(params, dataset),
+        "train": train_config(params, dataset),
+        "profile": params["profile"],
+        "seed": int(seed),
+    }
+    resolved["run_id"] = run_id(resolved)
+    return resolved
+
+
+def run_id(resolved: Mapping[str, Any]) -> str:
+    """Hash of the keys that affect training (not the seed, which has its own path level, nor the profile name)."""
+    keys = ("dataset", "method", "method_options", "feature_id", "train")
+    return short_hash({k: resolved[k] for k in keys})
+
+
+def run_dir(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:
+    """``results/<dataset>/<method>/<run-id>/seed<k>``."""
+    rid = resolve_run(params, dataset, method, seed)["run_id"]
+    return Path(params["paths"]["results"]) / dataset / method / rid / f"seed{int(seed)}"

@@ -1,0 +1,1 @@
+"""Raw data, feature extraction and the packed feature store."""

@@ -1,0 +1,1 @@
+"""Models: encoders, fusions and the multimodal model that holds them."""

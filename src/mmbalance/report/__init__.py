@@ -1,0 +1,1 @@
+"""Aggregation over seeds, tables and figures."""
