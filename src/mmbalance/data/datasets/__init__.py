@@ -1,0 +1,1 @@
+"""Datasets: one module per dataset (registered with ``@register_dataset``)."""

@@ -1,0 +1,1 @@
+"""Encoders (registered with ``@register_encoder``)."""

@@ -1,0 +1,1 @@
+"""Fusion modules (registered with ``@register_fusion``)."""
