@@ -209,7 +209,7 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
 
 
 def run_id(resolved: Mapping[str, Any]) -> str:
-    """Hash of the keys that affect training (not the seed, which has its own path level, nor the profile name)."""
+    """Hash of the keys that affect training (not the seed, which has its own path level)."""
     keys = ("dataset", "method", "method_options", "feature_id", "train")
     return short_hash({k: resolved[k] for k in keys})
 

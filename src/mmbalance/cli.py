@@ -1,0 +1,262 @@
+"""The ``mmbalance`` command line: one subcommand per pipeline stage.
+
+Argument parsing and error reporting only; each subcommand calls one function of the
+package. User mistakes (bad params, missing files, unknown names) end with one line on
+stderr and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mmbalance import config
+from mmbalance.errors import MMBalanceError
+from mmbalance.registry import DATASETS, METHODS
+
+
+def _threads(value: str) -> int:
+    threads = int(value)
+    if threads < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return threads
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a params key, e.g. --set train.embedded.synthav.epochs=3 (repeatable)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmbalance",
+        description="Multimodal classification under modality imbalance: generate, extract, train, report.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="generate (or download and verify) a dataset's raw files")
+    _common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--threads", type=_threads, default=1, help="worker processes")
+
+    p = sub.add_parser("extract", help="extract features once into a memory-mapped store")
+    _common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--threads", type=_threads, default=1, help="worker processes")
+
+    p = sub.add_parser("train", help="train one dataset x method x seed run (resumes from its checkpoint)")
+    _common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--threads", type=_threads, default=1, help="torch CPU threads")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--run-id", help="refuse to run unless params resolve to this run id (used by Snakemake)")
+
+    p = sub.add_parser("aggregate", help="mean ± std over seeds of a dataset's configured runs")
+    _common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", help="summary CSV (default: <results>/<dataset>/summary.csv)")
+
+    p = sub.add_parser("tables", help="tables and figures of the configured datasets into paper_tables/")
+    _common(p)
+    p.add_argument("--out-dir", help="output folder (default: paths.tables)")
+
+    p = sub.add_parser("runs", help="list the configured runs with their paths and status")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("methods", help="list registered methods with their default options")
+    sub.add_parser("datasets", help="list registered datasets with their modalities")
+    return parser
+
+
+def summary_path(params: dict, dataset: str) -> Path:
+    return Path(params["paths"]["results"]) / dataset / "summary.csv"
+
+
+def cmd_generate(args: argparse.Namespace, params: dict) -> None:
+    from mmbalance.data.generate import generate
+
+    out = config.raw_dir(params, args.dataset)
+    manifest = generate(
+        args.dataset,
+        config.data_config(params, args.dataset),
+        out,
+        workers=args.threads,
+        progress=not args.quiet,
+    )
+    print(manifest)
+
+
+def cmd_extract(args: argparse.Namespace, params: dict) -> None:
+    from mmbalance.data.extract import extract
+
+    manifest = extract(
+        args.dataset,
+        config.raw_dir(params, args.dataset),
+        config.feature_config(params, args.dataset),
+        config.feature_dir(params, args.dataset),
+        workers=args.threads,
+        progress=not args.quiet,
+    )
+    print(manifest)
+
+
+def cmd_train(args: argparse.Namespace, params: dict) -> None:
+    import torch
+
+    from mmbalance.engine.loop import train
+
+    resolved = config.resolve_run(params, args.dataset, args.method, args.seed)
+    if args.run_id is not None and args.run_id != resolved["run_id"]:
+        raise MMBalanceError(
+            f"--run-id {args.run_id}: params now resolve to run id {resolved['run_id']} "
+            "(params changed since the workflow was planned; re-run snakemake)"
+        )
+    run_dir = config.run_dir(params, args.dataset, args.method, args.seed)
+    torch.set_num_threads(args.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("mmbalance").addHandler(handler)
+    metrics = train(
+        resolved,
+        config.feature_dir(params, args.dataset),
+        run_dir,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    chosen = metrics["protocols"]["val_selected"]
+    print(
+        f"{run_dir}: val-selected test acc {chosen['test']['fused']['acc']:.4f} "
+        f"(epoch {chosen['epochs']['fused']})"
+    )
+
+
+def configured_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
+    """``{method: [run dir per seed]}`` of the experiment matrix for one dataset."""
+    exp = params["experiment"]
+    return {m: [config.run_dir(params, dataset, m, s) for s in exp["seeds"]] for m in exp["methods"]}
+
+
+def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
+    from mmbalance.report.aggregate import aggregate
+
+    runs = configured_runs(params, args.dataset)
+    files = [d / "metrics.json" for dirs in runs.values() for d in dirs]
+    out = Path(args.out) if args.out else summary_path(params, args.dataset)
+    aggregate(files, out, ddof=params["report"]["std_ddof"])
+    print(out)
+
+
+def cmd_tables(args: argparse.Namespace, params: dict) -> None:
+    from mmbalance.report.figures import plot_modality_curves
+    from mmbalance.report.tables import write_main_table
+
+    out_dir = Path(args.out_dir or params["paths"]["tables"])
+    methods = params["experiment"]["methods"]
+    for dataset in params["experiment"]["datasets"]:
+        summary = summary_path(params, dataset)
+        if not summary.is_file():
+            raise MMBalanceError(f"{summary}: not found; run `mmbalance aggregate --dataset {dataset}` first")
+        modalities = list(DATASETS.get(dataset).modalities)
+        written = write_main_table(summary, out_dir, dataset, methods, modalities)
+        histories = {
+            m: [d / "history.csv" for d in dirs] for m, dirs in configured_runs(params, dataset).items()
+        }
+        written += plot_modality_curves(
+            histories,
+            out_dir / f"{dataset}_modality_curves",
+            modalities,
+            formats=tuple(params["report"]["figure_formats"]),
+        )
+        for path in written:
+            print(path)
+
+
+def cmd_runs(args: argparse.Namespace, params: dict) -> None:
+    rows = []
+    for dataset in params["experiment"]["datasets"]:
+        for method, dirs in configured_runs(params, dataset).items():
+            for seed, run_dir in zip(params["experiment"]["seeds"], dirs, strict=True):
+                if (run_dir / "metrics.json").is_file():
+                    status = "done"
+                elif (run_dir / "ckpt" / "last.pt").is_file():
+                    status = "partial"
+                else:
+                    status = "missing"
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "method": method,
+                        "seed": seed,
+                        "path": str(run_dir),
+                        "status": status,
+                    }
+                )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        print(f"{row['status']:8} {row['path']}")
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        defaults = dataclasses.asdict(cls.Options())
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:12} {summary}")
+        for key, value in defaults.items():
+            print(f"{'':12}   {key} = {value!r}")
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    for name in DATASETS.names():
+        modalities = ", ".join(f"{m} ({k})" for m, k in DATASETS.get(name).modalities.items())
+        print(f"{name:12} {modalities}")
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "extract": cmd_extract,
+    "train": cmd_train,
+    "aggregate": cmd_aggregate,
+    "tables": cmd_tables,
+    "runs": cmd_runs,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "methods":
+            cmd_methods(args)
+        elif args.command == "datasets":
+            cmd_datasets(args)
+        else:
+            params = config.load_params(args.params, args.overrides)
+            COMMANDS[args.command](args, params)
+    except MMBalanceError as exc:
+        print(f"mmbalance: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

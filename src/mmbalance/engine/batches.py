@@ -1,0 +1,55 @@
+"""Mini-batches straight from the memory-mapped feature store (no decoding, no workers).
+
+The training order of epoch ``e`` is a permutation drawn from ``numpy.random.default_rng([seed, e])``,
+so it depends on nothing but the seed and the epoch: a resumed run sees the same batches.
+Rows inside a batch are read in ascending order (sequential memmap access; the loss and
+BatchNorm statistics do not depend on the order within a batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from mmbalance.methods.base import Batch
+
+
+class SplitBatches:
+    """Iterate over one split of a feature store in mini-batches."""
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        labels: np.ndarray,
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.arrays = arrays
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.batch_size = batch_size
+        self.device = device
+        self.shuffle = shuffle
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return -(-self.labels.size // self.batch_size)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if self.shuffle:
+            return np.random.default_rng([self.seed, epoch]).permutation(self.labels.size)
+        return np.arange(self.labels.size)
+
+    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+        order = self.order(epoch)
+        for start in range(0, order.size, self.batch_size):
+            index = np.sort(order[start : start + self.batch_size])
+            inputs = {m: torch.from_numpy(np.ascontiguousarray(a[index])) for m, a in self.arrays.items()}
+            yield Batch(
+                inputs={m: x.to(self.device, non_blocking=True) for m, x in inputs.items()},
+                labels=torch.from_numpy(self.labels[index]).to(self.device),
+                index=torch.from_numpy(index),
+            )

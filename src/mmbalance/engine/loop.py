@@ -1,0 +1,248 @@
+"""The one training loop. Methods plug in through :class:`mmbalance.methods.base.Method`.
+
+Per epoch: ``on_epoch_start`` → ``training_step`` per batch → evaluation on validation and
+test → ``on_epoch_end`` → learning-rate schedule → history row → checkpoint. A checkpoint
+holds the model, optimiser, schedule, method state, RNG states, history and the current
+val-selected test predictions, so a run killed at any point resumes from its last finished
+epoch and ends bit-identical to an uninterrupted run (on CPU, same machine and threads).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmbalance.data.store import open_store
+from mmbalance.engine.batches import SplitBatches
+from mmbalance.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmbalance.engine.evaluate import evaluate
+from mmbalance.engine.optim import Schedule, build_optimizer
+from mmbalance.engine.protocols import protocol_metrics
+from mmbalance.engine.seeding import configure_determinism, rng_state, seed_everything, set_rng_state
+from mmbalance.errors import MMBalanceError
+from mmbalance.io import write_csv, write_json, write_npz
+from mmbalance.methods.base import Context, Method, ModelSpec
+from mmbalance.registry import METHODS
+
+log = logging.getLogger("mmbalance.train")
+
+SPLITS = ("val", "test")
+CHECKPOINT = "ckpt/last.pt"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MMBalanceError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def build_method(resolved: dict[str, Any], modalities: dict[str, str], num_classes: int) -> Method:
+    spec = ModelSpec(modalities=modalities, encoders=resolved["train"]["encoders"], num_classes=num_classes)
+    return METHODS.get(resolved["method"])(resolved["method_options"], spec)
+
+
+class Trainer:
+    """Trains one resolved run configuration into ``run_dir``."""
+
+    def __init__(
+        self, resolved: dict[str, Any], feature_dir: Path, run_dir: Path, device: str = "auto"
+    ) -> None:
+        self.cfg = resolved
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device)
+        self.seed = int(resolved["seed"])
+        train_cfg = resolved["train"]
+        store = open_store(Path(feature_dir))
+        splits = {name: store.split(name) for name in ("train", *SPLITS)}
+        self.batches = {
+            "train": SplitBatches(
+                splits["train"].arrays,
+                splits["train"].labels,
+                train_cfg["batch_size"],
+                self.device,
+                shuffle=True,
+                seed=self.seed,
+            )
+        }
+        for name in SPLITS:
+            self.batches[name] = SplitBatches(
+                splits[name].arrays, splits[name].labels, train_cfg["eval_batch_size"], self.device
+            )
+        self.test_ids = list(splits["test"].ids)
+
+        configure_determinism(self.device)
+        seed_everything(self.seed)
+        self.method = build_method(resolved, store.modalities, store.num_classes)
+        self.model = self.method.build().to(self.device)
+        self.optimizer = build_optimizer(self.method.param_groups(self.model), train_cfg["optimizer"])
+        self.schedule = Schedule(self.optimizer, train_cfg["scheduler"])
+        self.heads = self.method.heads()
+        self.num_classes = store.num_classes
+        self.history: list[dict[str, Any]] = []
+        self.best_val: dict[str, float] = {}
+        self.best_predictions: dict[str, np.ndarray] = {}
+        self.start_epoch = 0
+        self.step = 0
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "run_id": self.cfg["run_id"],
+            "seed": self.seed,
+            "epoch": epoch,
+            "step": self.step,
+            "config": self.cfg,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "method": self.method.state_dict(),
+            "rng": rng_state(),
+            "history": self.history,
+            "best_val": self.best_val,
+            "best_predictions": self.best_predictions,
+        }
+
+    def resume(self) -> None:
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return
+        state = load_checkpoint(path)
+        if state["run_id"] != self.cfg["run_id"] or state["seed"] != self.seed:
+            raise MMBalanceError(
+                f"{path}: checkpoint of run {state['run_id']}/seed{state['seed']}, expected "
+                f"{self.cfg['run_id']}/seed{self.seed}; delete it to restart"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.method.load_state_dict(state["method"])
+        set_rng_state(state["rng"])
+        self.history = state["history"]
+        self.best_val = state["best_val"]
+        self.best_predictions = state["best_predictions"]
+        self.step = state["step"]
+        self.start_epoch = state["epoch"] + 1
+        log.info("resumed from %s after epoch %d", path, state["epoch"])
+
+    # --- training --------------------------------------------------------------------------
+    def context(self, epoch: int) -> Context:
+        return Context(
+            model=self.model,
+            optimizer=self.optimizer,
+            epoch=epoch,
+            num_epochs=self.cfg["train"]["epochs"],
+            step=self.step,
+            device=self.device,
+            modalities=self.method.modalities,
+            num_classes=self.num_classes,
+        )
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in self.batches["train"].epoch(epoch):
+            ctx = self.context(epoch)
+            logs = self.method.training_step(batch, ctx)
+            self.step += 1
+            for key, value in logs.items():
+                sums[key] = sums.get(key, 0.0) + value * len(batch)
+            count += len(batch)
+        return {f"train_{k}": v / count for k, v in sums.items()}
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr}
+        row.update(self.method.on_epoch_start(self.context(epoch)))
+        row.update(self.train_epoch(epoch))
+        evaluation, probs = {}, {}
+        for split in SPLITS:
+            evaluation[split], probs[split] = evaluate(self.model, self.method, self.batches[split])
+            for head, values in evaluation[split].items():
+                row.update({f"{split}_{head}_{k}": v for k, v in values.items()})
+        row.update(self.method.on_epoch_end(self.context(epoch), evaluation))
+        self.schedule.step(evaluation["val"]["fused"]["loss"])
+        self.track_selection(evaluation, probs["test"])
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        return row
+
+    def track_selection(self, evaluation: dict, test_probs: dict[str, np.ndarray]) -> None:
+        """Keep the test predictions of the val-selected epoch (strict improvement: earliest wins)."""
+        for head in self.heads:
+            key = head if self.method.select_per_head else "fused"
+            acc = evaluation["val"][key]["acc"]
+            if head not in self.best_val or acc > self.best_val[head]:
+                self.best_val[head] = acc
+                self.best_predictions[head] = test_probs[head]
+
+    def fit(self, progress: bool = True) -> dict[str, Any]:
+        """Train (or resume) to the configured number of epochs and write the run's outputs."""
+        self.resume()
+        epochs = self.cfg["train"]["epochs"]
+        bar = tqdm(
+            range(self.start_epoch, epochs),
+            initial=self.start_epoch,
+            total=epochs,
+            desc=f"{self.cfg['method']} seed{self.seed}",
+            disable=not progress,
+            unit="epoch",
+        )
+        for epoch in bar:
+            row = self.run_epoch(epoch)
+            self.history.append(row)
+            save_checkpoint(self.run_dir / CHECKPOINT, self.state(epoch))
+            self.write_history()
+            bar.set_postfix(val=f"{row['val_fused_acc']:.3f}", test=f"{row['test_fused_acc']:.3f}")
+            log.info(
+                "epoch %d: train loss %.4f, val acc %.4f, test acc %.4f (%.1fs)",
+                epoch,
+                row.get("train_loss", float("nan")),
+                row["val_fused_acc"],
+                row["test_fused_acc"],
+                row["seconds"],
+            )
+        return self.write_outputs()
+
+    # --- outputs ---------------------------------------------------------------------------
+    def write_history(self) -> None:
+        columns: list[str] = []
+        for row in self.history:
+            columns += [k for k in row if k not in columns]
+        rows = [{k: row.get(k, "") for k in columns} for row in self.history]
+        write_csv(self.run_dir / "history.csv", rows, columns)
+
+    def write_outputs(self) -> dict[str, Any]:
+        per_head = self.method.select_per_head
+        metrics = {
+            "dataset": self.cfg["dataset"],
+            "method": self.cfg["method"],
+            "seed": self.seed,
+            "run_id": self.cfg["run_id"],
+            "heads": self.heads,
+            "modalities": self.method.modalities,
+            "protocols": protocol_metrics(self.history, self.heads, per_head),
+            "epochs_trained": len(self.history),
+            "config": self.cfg,
+            "config_hash": self.cfg["run_id"],
+        }
+        predictions = {"labels": self.batches["test"].labels, "ids": np.array(self.test_ids)}
+        predictions.update(self.best_predictions)
+        write_npz(self.run_dir / "predictions.npz", predictions)
+        write_json(self.run_dir / "metrics.json", metrics)
+        return metrics
+
+
+def train(
+    resolved: dict[str, Any], feature_dir: Path, run_dir: Path, device: str = "auto", progress: bool = True
+) -> dict[str, Any]:
+    """Train one run; returns the content of ``metrics.json``."""
+    return Trainer(resolved, feature_dir, run_dir, device).fit(progress=progress)

@@ -1,0 +1,148 @@
+"""The method interface: a method is its losses and its update step, never a copy of the loop.
+
+The one loop (``mmbalance.engine.loop``) calls, per epoch, ``on_epoch_start``, then
+``training_step`` for each batch, evaluates with ``predict``, then ``on_epoch_end``.
+The default ``training_step`` is forward → ``loss`` → backward → ``after_backward`` →
+optimiser step, so most methods override only ``loss`` (LFM, DOMFN, ETMC, PMR …) or
+only ``after_backward`` (OGM-GE, MSLR …); methods with extra passes (SAM, MLA, AUG,
+MMPareto) override ``training_step``. Everything a method keeps between steps is in
+``state_dict`` so a resumed run is bit-identical; everything it wants recorded per
+epoch is returned as logs and lands in ``history.csv``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmbalance.models.model import ModelOutput, build_model
+
+Logs = dict[str, float]
+
+
+@dataclass
+class Batch:
+    """One mini-batch: inputs per modality, integer labels and the samples' row indices."""
+
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    index: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass
+class ModelSpec:
+    """What ``build`` needs: modality kinds, encoder configs and the number of classes."""
+
+    modalities: dict[str, str]
+    encoders: dict[str, dict]
+    num_classes: int
+
+
+@dataclass
+class Context:
+    """What the loop hands to a method: the model, its optimiser and where training stands."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epoch: int
+    num_epochs: int
+    step: int
+    device: torch.device
+    modalities: list[str]
+    num_classes: int
+
+
+class Method:
+    """Base class of every method plugin. Subclasses set ``fusion`` and may define ``Options``."""
+
+    fusion: ClassVar[str] = "concat"
+    select_per_head: ClassVar[bool] = False
+    """True when each head is a separate model (Unimodal): protocols select epochs per head."""
+
+    @dataclass
+    class Options:
+        """Method hyper-parameters with their defaults (overridden by ``methods.<name>`` in params)."""
+
+    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
+        self.options = self.Options(**options)
+        self.spec = spec
+        self.modalities = list(spec.modalities)
+
+    # --- model and optimiser -------------------------------------------------------------
+    def build(self) -> nn.Module:
+        """Encoders per modality and the method's fusion (an ``Options.fusion`` field overrides it)."""
+        fusion = getattr(self.options, "fusion", self.fusion)
+        return build_model(self.spec.modalities, self.spec.encoders, fusion, self.spec.num_classes)
+
+    def param_groups(self, model: nn.Module) -> Iterable[Any]:
+        """What the optimiser updates; default: every parameter in one group."""
+        return model.parameters()
+
+    # --- training --------------------------------------------------------------------------
+    def training_step(self, batch: Batch, ctx: Context) -> Logs:
+        """Forward, loss, backward, gradient surgery, optimiser step."""
+        outputs = ctx.model(batch.inputs)
+        loss, logs = self.loss(outputs, batch, ctx)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        logs.update(self.after_backward(outputs, batch, ctx))
+        ctx.optimizer.step()
+        return {"loss": float(loss.detach()), **logs}
+
+    def loss(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> tuple[torch.Tensor, Logs]:
+        """Default: CE on the fused logits (plus the probe heads' CE where the fusion has probes).
+
+        Without a joint head (``fusion = "none"``) the sum of the unimodal CEs.
+        """
+        y = batch.labels
+        if outputs.fused is None:
+            losses = {m: F.cross_entropy(outputs.modality[m], y) for m in self.modalities}
+            return sum(losses.values()), {f"ce_{m}": float(v.detach()) for m, v in losses.items()}
+        loss = F.cross_entropy(outputs.fused, y)
+        logs = {"ce_fused": float(loss.detach())}
+        return loss + self.probe_loss(outputs, batch, ctx), logs
+
+    def probe_loss(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> torch.Tensor:
+        """CE of the probe heads on detached features (zero when the fusion has none)."""
+        if not getattr(ctx.model.fusion, "uses_probes", False):
+            return torch.zeros((), device=batch.labels.device)
+        return sum(F.cross_entropy(outputs.modality[m], batch.labels) for m in self.modalities)
+
+    def after_backward(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> Logs:
+        """Gradient surgery between backward and the optimiser step; default: none."""
+        return {}
+
+    def on_epoch_start(self, ctx: Context) -> Logs:
+        return {}
+
+    def on_epoch_end(self, ctx: Context, evaluation: dict[str, dict[str, dict[str, float]]]) -> Logs:
+        """Called after validation and test evaluation of the epoch (``evaluation[split][head][metric]``)."""
+        return {}
+
+    # --- inference -------------------------------------------------------------------------
+    def heads(self) -> list[str]:
+        return ["fused", *self.modalities]
+
+    def predict(self, outputs: ModelOutput) -> dict[str, torch.Tensor]:
+        """Class probabilities per head; without a joint head the fused prediction averages them."""
+        probs = {m: outputs.modality[m].softmax(dim=1) for m in self.modalities}
+        if outputs.fused is None:
+            fused = torch.stack(list(probs.values())).mean(0)
+        else:
+            fused = outputs.fused.softmax(dim=1)
+        return {"fused": fused, **probs}
+
+    # --- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state

@@ -1,0 +1,211 @@
+"""Aggregate per-seed ``metrics.json`` files into a long-format summary CSV (mean ± std over seeds).
+
+One summary row per (dataset, method, run id, protocol, split, head, metric); ``values`` keeps the
+per-seed numbers (in seed order) so any table can show or re-check them. Seeds of one
+(dataset, method) must come from one run id: mixing runs with different resolved configs would
+average different experiments, so it is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmbalance.errors import DataError, MMBalanceError
+from mmbalance.io import atomic_open
+
+SUMMARY_COLUMNS = (
+    "dataset",
+    "method",
+    "run_id",
+    "protocol",
+    "split",
+    "head",
+    "metric",
+    "mean",
+    "std",
+    "n_seeds",
+    "seeds",
+    "values",
+)
+FRACTION_METRICS = frozenset({"acc", "macro_f1", "map"})
+
+Key = tuple[str, str, str, str]  # (protocol, split, head, metric)
+
+
+def mean_std(values: Sequence[float], ddof: int = 1) -> tuple[float, float]:
+    """Mean and standard deviation with ``ddof`` delta degrees of freedom (NaN std when ``n <= ddof``)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = math.fsum(values) / n
+    if n - ddof <= 0:
+        return mean, math.nan
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - ddof))
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The parts of one ``metrics.json`` that aggregation needs."""
+
+    path: Path
+    dataset: str
+    method: str
+    run_id: str
+    seed: int
+    cells: dict[Key, float]
+
+
+def _load_run(path: Path) -> _Run:
+    """Read and check one ``metrics.json``; any problem is a :class:`DataError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: metrics file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: corrupt metrics file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: corrupt metrics file (top level is not an object)")
+    for key, kind in (("dataset", str), ("method", str), ("run_id", str), ("seed", int), ("protocols", dict)):
+        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+            raise DataError(f"{path}: corrupt metrics file ('{key}' missing or not a {kind.__name__})")
+    cells: dict[Key, float] = {}
+    for protocol, splits in data["protocols"].items():
+        if not isinstance(splits, dict):
+            raise DataError(f"{path}: corrupt metrics file (protocol '{protocol}' is not an object)")
+        for split, heads in splits.items():
+            if split == "epochs":
+                continue
+            for head, metrics in _mapping(path, heads, f"{protocol}.{split}").items():
+                for metric, value in _mapping(path, metrics, f"{protocol}.{split}.{head}").items():
+                    cells[(protocol, split, head, metric)] = _number(
+                        path, value, protocol, split, head, metric
+                    )
+    return _Run(path, data["dataset"], data["method"], data["run_id"], data["seed"], cells)
+
+
+def _mapping(path: Path, value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: corrupt metrics file ('{where}' is not an object)")
+    return value
+
+
+def _number(path: Path, value: Any, protocol: str, split: str, head: str, metric: str) -> float:
+    where = f"{protocol}.{split}.{head}.{metric}"
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{path}: corrupt metrics file ('{where}' = {value!r} is not a number)")
+    if metric in FRACTION_METRICS and not (0.0 <= value <= 1.0) and not math.isnan(value):
+        raise DataError(f"{path}: '{where}' = {value!r} is not a fraction in [0, 1]")
+    return float(value)
+
+
+def _group_runs(runs: Sequence[_Run]) -> dict[tuple[str, str], list[_Run]]:
+    """Group runs by (dataset, method), sorted by seed; reject mixed run ids and repeated seeds."""
+    groups: dict[tuple[str, str], list[_Run]] = {}
+    for run in runs:
+        groups.setdefault((run.dataset, run.method), []).append(run)
+    for (dataset, method), members in groups.items():
+        by_id: dict[str, list[str]] = {}
+        for run in members:
+            by_id.setdefault(run.run_id, []).append(str(run.path))
+        if len(by_id) > 1:
+            listing = "; ".join(f"run {rid}: {', '.join(files)}" for rid, files in sorted(by_id.items()))
+            raise MMBalanceError(
+                f"{dataset}/{method}: cannot aggregate seeds of different runs (different resolved "
+                f"configs) together: {listing}"
+            )
+        members.sort(key=lambda run: run.seed)
+        for first, second in itertools.pairwise(members):
+            if first.seed == second.seed:
+                raise MMBalanceError(
+                    f"{dataset}/{method}: seed {first.seed} given twice: {first.path}, {second.path}"
+                )
+    return dict(sorted(groups.items()))
+
+
+def _summary_rows(members: Sequence[_Run], ddof: int) -> list[dict[str, Any]]:
+    """The summary rows of one (dataset, method) group."""
+    keys = list(dict.fromkeys(key for run in members for key in run.cells))
+    rows = []
+    for key in keys:
+        for run in members:
+            if key not in run.cells:
+                others = ", ".join(str(r.path) for r in members if key in r.cells)
+                raise DataError(f"{run.path}: has no {'.'.join(key)}, which {others} report(s)")
+        values = [run.cells[key] for run in members]
+        mean, std = mean_std(values, ddof)
+        protocol, split, head, metric = key
+        rows.append(
+            {
+                "dataset": members[0].dataset,
+                "method": members[0].method,
+                "run_id": members[0].run_id,
+                "protocol": protocol,
+                "split": split,
+                "head": head,
+                "metric": metric,
+                "mean": mean,
+                "std": std,
+                "n_seeds": len(members),
+                "seeds": ";".join(str(run.seed) for run in members),
+                "values": ";".join(repr(v) for v in values),
+            }
+        )
+    return rows
+
+
+def aggregate(metrics_files: Sequence[Path], out_csv: Path, ddof: int = 1) -> list[dict[str, Any]]:
+    """Aggregate per-seed metrics into ``out_csv`` and return its rows.
+
+    Args:
+        metrics_files: ``metrics.json`` files, any number of datasets and methods, one run id per
+            (dataset, method).
+        out_csv: the long-format summary CSV to write (columns :data:`SUMMARY_COLUMNS`), written
+            via a temporary file and ``os.replace``.
+        ddof: delta degrees of freedom of the std over seeds (1: sample std, the papers' "mean ± std").
+
+    Returns:
+        The rows as dicts keyed by :data:`SUMMARY_COLUMNS` (``mean``/``std`` floats, NaN std when a
+        group has ``n_seeds <= ddof``; ``n_seeds`` an int), sorted by (dataset, method).
+
+    Raises:
+        DataError: a metrics file is missing, corrupt, or lacks a value its sibling seeds have.
+        MMBalanceError: no files, or seeds of one (dataset, method) come from different run ids or
+            repeat a seed.
+    """
+    if not metrics_files:
+        raise MMBalanceError(f"{out_csv}: no metrics files to aggregate")
+    groups = _group_runs([_load_run(Path(path)) for path in metrics_files])
+    rows = [row for members in groups.values() for row in _summary_rows(members, ddof)]
+    with atomic_open(Path(out_csv), "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, "mean": repr(row["mean"]), "std": repr(row["std"])} for row in rows)
+    return rows
+
+
+def read_summary(summary_csv: Path) -> list[dict[str, Any]]:
+    """Read a summary CSV written by :func:`aggregate` (``mean``/``std`` as floats, ``n_seeds`` an int)."""
+    summary_csv = Path(summary_csv)
+    if not summary_csv.is_file():
+        raise DataError(f"{summary_csv}: summary file not found")
+    with summary_csv.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != SUMMARY_COLUMNS:
+            raise DataError(f"{summary_csv}: not a summary CSV (columns {reader.fieldnames})")
+        try:
+            return [
+                {**row, "mean": float(row["mean"]), "std": float(row["std"]), "n_seeds": int(row["n_seeds"])}
+                for row in reader
+            ]
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{summary_csv}: corrupt summary file (line {reader.line_num}: {exc})") from exc

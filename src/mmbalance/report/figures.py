@@ -1,0 +1,142 @@
+"""Figures from per-epoch ``history.csv`` files (matplotlib, Agg canvas; pyplot is never imported)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from mmbalance.errors import DataError, MMBalanceError
+from mmbalance.io import atomic_path
+
+DPI = 150
+MAX_COLUMNS = 3
+# Metadata that would make two renders of the same data differ byte for byte.
+_NO_TIMESTAMP = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+
+def _read_curves(path: Path, heads: Sequence[str]) -> dict[str, np.ndarray]:
+    """Test accuracy per head (plus ``epoch``) from one ``history.csv``; absent head columns are left out."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: history file not found")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows or "epoch" not in rows[0]:
+            raise ValueError("no rows or no 'epoch' column")
+        columns = {"epoch": "epoch"} | {h: f"test_{h}_acc" for h in heads if f"test_{h}_acc" in rows[0]}
+        return {
+            name: np.array(
+                [float(row[column]) if row[column] not in ("", None) else math.nan for row in rows]
+            )
+            for name, column in columns.items()
+        }
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
+        raise DataError(f"{path}: corrupt history file ({exc})") from exc
+
+
+def _seed_stats(curves: Sequence[Mapping[str, np.ndarray]], head: str, ddof: int) -> tuple[np.ndarray, ...]:
+    """Epochs, mean and std over seeds of one head; seeds that stopped early count only while they ran."""
+    length = max(len(c["epoch"]) for c in curves)
+    stack = np.full((len(curves), length), np.nan)
+    for i, curve in enumerate(curves):
+        stack[i, : len(curve[head])] = curve[head]
+    epochs = next(c["epoch"] for c in curves if len(c["epoch"]) == length)
+    count = np.sum(~np.isnan(stack), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nansum(stack, axis=0) / count
+        var = np.nansum((stack - mean) ** 2, axis=0) / (count - ddof)
+    mean[count == 0] = np.nan
+    var[count - ddof <= 0] = np.nan
+    return epochs, mean, np.sqrt(var)
+
+
+def plot_modality_curves(
+    history_files: Mapping[str, Sequence[Path]],
+    out_path: Path,
+    modalities: Sequence[str],
+    formats: Sequence[str] = ("png",),
+    *,
+    ddof: int = 1,
+) -> list[Path]:
+    """Plot per-epoch test accuracy of the fused and per-modality heads, one panel per method.
+
+    Each curve is the mean over seeds with a ±std band (std with ``ddof``; no band with one seed).
+    A head whose ``test_<head>_acc`` column is absent from all of a method's files is not drawn; a
+    method with no files gets a "not run" panel.
+
+    Args:
+        history_files: method → its seeds' ``history.csv`` files, in panel order.
+        out_path: output path; its suffix is replaced by each format's.
+        modalities: the modality heads to draw besides ``fused``.
+        formats: matplotlib file formats, e.g. ``("png", "pdf")``.
+        ddof: delta degrees of freedom of the band's std.
+
+    Returns:
+        The written files, one per format (each via temp + rename).
+
+    Raises:
+        DataError: a history file is missing or corrupt, or only some seeds of a method log a head.
+        MMBalanceError: no methods, or an unsupported format.
+    """
+    if not history_files:
+        raise MMBalanceError(f"{out_path}: no methods to plot")
+    heads = ["fused", *modalities]
+    colours = {head: f"C{i}" for i, head in enumerate(heads)} | {"fused": "black"}
+    n_columns = min(MAX_COLUMNS, len(history_files))
+    n_rows = math.ceil(len(history_files) / n_columns)
+    fig = Figure(figsize=(4.2 * n_columns, 3.3 * n_rows), dpi=DPI)
+    canvas = FigureCanvasAgg(fig)
+    unsupported = set(formats) - set(canvas.get_supported_filetypes())
+    if unsupported:
+        raise MMBalanceError(f"{out_path}: unsupported figure format(s) {sorted(unsupported)}")
+    axes = fig.subplots(n_rows, n_columns, squeeze=False, sharey=True).ravel()
+    for ax, (method, files) in zip(axes, history_files.items(), strict=False):
+        curves = [_read_curves(path, heads) for path in files]
+        ax.set_title(f"{method} ({len(curves)} seed{'s' if len(curves) != 1 else ''})", fontsize=10)
+        if not curves:
+            ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes, color="grey")
+        for head in heads:
+            present = [head in curve for curve in curves]
+            if not any(present):
+                continue
+            if not all(present):
+                missing = ", ".join(str(p) for p, ok in zip(files, present, strict=True) if not ok)
+                raise DataError(f"{missing}: no test_{head}_acc column, which other seeds of {method} have")
+            epochs, mean, std = _seed_stats(curves, head, ddof)
+            label = "fused" if head == "fused" else f"{head} head"
+            ax.plot(
+                epochs,
+                100 * mean,
+                color=colours[head],
+                label=label,
+                linewidth=1.6 if head == "fused" else 1.2,
+            )
+            ax.fill_between(
+                epochs, 100 * (mean - std), 100 * (mean + std), color=colours[head], alpha=0.2, lw=0
+            )
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if curves:
+            ax.legend(fontsize=8, loc="lower right")
+    for ax in axes[len(history_files) :]:
+        ax.set_visible(False)
+    for ax in axes[::n_columns]:
+        ax.set_ylabel("test accuracy (%)")
+    fig.suptitle("Test accuracy per head (mean ± std over seeds)", fontsize=11)
+    fig.tight_layout()
+    written = []
+    for fmt in formats:
+        path = Path(out_path).with_suffix(f".{fmt}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_NO_TIMESTAMP.get(fmt))
+        written.append(path)
+    return written

@@ -1,0 +1,107 @@
+"""params.yaml validation, overrides and content-addressed run ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmbalance import config
+from mmbalance.errors import ConfigError
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture
+def params() -> dict:
+    return config.load_params(PARAMS)
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_repository_params_are_valid(params: dict) -> None:
+    assert params["profile"] in ("embedded", "paper")
+    config.validate(params)
+
+
+def test_unknown_key_is_named(tmp_path: Path, params: dict) -> None:
+    params["experiment"]["methodz"] = ["concat"]
+    with pytest.raises(ConfigError, match=r"unknown key 'experiment\.methodz'"):
+        config.load_params(write(tmp_path, params))
+
+
+def test_nested_unknown_key_is_named(params: dict) -> None:
+    params["train"]["embedded"]["synthav"]["optimizer"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match=r"train\.embedded\.synthav\.optimizer\.learning_rate"):
+        config.validate(params)
+
+
+def test_wrong_type_is_named(params: dict) -> None:
+    params["train"]["embedded"]["synthav"]["epochs"] = "ten"
+    with pytest.raises(ConfigError, match=r"train\.embedded\.synthav\.epochs: 'ten' is not of type 'integer'"):
+        config.validate(params)
+
+
+def test_unknown_method_and_dataset(params: dict) -> None:
+    params["experiment"]["methods"] = ["concat", "no_such_method"]
+    with pytest.raises(ConfigError, match="unknown method 'no_such_method'"):
+        config.validate(params)
+
+
+def test_method_option_typos_and_types(params: dict) -> None:
+    params["methods"]["ogm_ge"] = {"alpah": 0.1}
+    with pytest.raises(ConfigError, match=r"unknown key 'methods\.ogm_ge\.alpah'"):
+        config.validate(params)
+    params["methods"]["ogm_ge"] = {"alpha": "high"}
+    with pytest.raises(ConfigError, match=r"methods\.ogm_ge\.alpha': expected float"):
+        config.validate(params)
+    params["methods"]["ogm_ge"] = {"modulation": "GE"}
+    with pytest.raises(ConfigError, match="not one of"):
+        config.validate(params)
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("profile: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load_params(bad)
+
+
+def test_set_overrides_are_validated() -> None:
+    params = config.load_params(PARAMS, ["train.embedded.synthav.epochs=3", "experiment.seeds=[5]"])
+    assert params["train"]["embedded"]["synthav"]["epochs"] == 3
+    assert params["experiment"]["seeds"] == [5]
+    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+        config.load_params(PARAMS, ["epochs"])
+    with pytest.raises(ConfigError, match="epochs"):
+        config.load_params(PARAMS, ["train.embedded.synthav.epochs=-1"])
+
+
+def test_run_id_changes_only_for_the_changed_method(params: dict) -> None:
+    before = {m: config.run_dir(params, "synthav", m, 0) for m in params["experiment"]["methods"]}
+    params["methods"]["ogm_ge"]["alpha"] = 0.3
+    after = {m: config.run_dir(params, "synthav", m, 0) for m in params["experiment"]["methods"]}
+    assert [m for m in before if before[m] != after[m]] == ["ogm_ge"]
+
+
+def test_run_id_follows_training_and_data_settings_but_not_the_seed(params: dict) -> None:
+    base = config.resolve_run(params, "synthav", "concat", 0)["run_id"]
+    assert config.resolve_run(params, "synthav", "concat", 1)["run_id"] == base
+    params["train"]["embedded"]["synthav"]["optimizer"]["lr"] = 0.5
+    assert config.resolve_run(params, "synthav", "concat", 0)["run_id"] != base
+    params2 = config.load_params(PARAMS, ["data.synthav.video.noise=1.0"])
+    assert config.resolve_run(params2, "synthav", "concat", 0)["run_id"] != base
+    assert config.feature_dir(params2, "synthav") != config.feature_dir(config.load_params(PARAMS), "synthav")
+
+
+def test_run_dir_layout(params: dict) -> None:
+    path = config.run_dir(params, "synthav", "concat", 2)
+    assert path.parts[0] == "results" and path.parts[1:3] == ("synthav", "concat")
+    assert len(path.parts[3]) == config.HASH_LENGTH and path.parts[4] == "seed2"

@@ -1,0 +1,63 @@
+"""Defining properties of the fusion modules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmbalance.errors import ConfigError
+from mmbalance.models.fusions.base import ProbedFusion
+from mmbalance.registry import FUSIONS
+
+DIMS = {"audio": 8, "video": 6}
+
+
+def features(batch: int = 5) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return {m: torch.randn(batch, d) for m, d in DIMS.items()}
+
+
+def test_concat_unimodal_logits_sum_to_fused() -> None:
+    fusion = FUSIONS.get("concat")(DIMS, 4)
+    out = fusion(features())
+    assert torch.allclose(out.modality["audio"] + out.modality["video"], out.fused, atol=1e-6)
+    z = features()
+    expected_audio = z["audio"] @ fusion.fc.weight[:, :8].t() + fusion.fc.bias / 2
+    assert torch.allclose(out.modality["audio"], expected_audio)
+
+
+def test_sum_fused_is_sum_of_heads() -> None:
+    out = FUSIONS.get("sum")(DIMS, 4)(features())
+    assert torch.allclose(out.modality["audio"] + out.modality["video"], out.fused)
+
+
+def test_weight_fusion_is_convex_mix_of_heads() -> None:
+    out = FUSIONS.get("weight")(DIMS, 4)(features())
+    w = out.extras["attention"]
+    assert torch.allclose(w.sum(1), torch.ones(5))
+    mix = w[:, :1] * out.modality["audio"] + w[:, 1:] * out.modality["video"]
+    assert torch.allclose(mix, out.fused, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["film", "gated"])
+def test_probe_heads_do_not_reach_encoders(name: str) -> None:
+    fusion = FUSIONS.get(name)(DIMS, 4)
+    assert isinstance(fusion, ProbedFusion)
+    z = {m: t.requires_grad_() for m, t in features().items()}
+    out = fusion(z)
+    out.modality["audio"].sum().backward()
+    assert z["audio"].grad is None and z["video"].grad is None
+
+
+def test_film_matches_formula() -> None:
+    fusion = FUSIONS.get("film")(DIMS, 4)
+    z = features()
+    gamma, beta = fusion.film(z["audio"]).chunk(2, dim=1)
+    expected = fusion.fc(gamma * z["video"] + beta)
+    assert torch.allclose(fusion(z).fused, expected)
+
+
+@pytest.mark.parametrize("name", ["film", "gated"])
+def test_pair_fusions_reject_three_modalities(name: str) -> None:
+    with pytest.raises(ConfigError, match="exactly 2 modalities"):
+        FUSIONS.get(name)({"a": 4, "b": 4, "c": 4}, 3)
