@@ -153,11 +153,26 @@ def configured_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
     return {m: [config.run_dir(params, dataset, m, s) for s in exp["seeds"]] for m in exp["methods"]}
 
 
+def finished_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
+    """Configured runs of methods with at least one finished seed; a method with some seeds
+    finished and others not is an error (its mean would silently cover fewer seeds)."""
+    finished = {}
+    for method, dirs in configured_runs(params, dataset).items():
+        done = [d for d in dirs if (d / "metrics.json").is_file()]
+        if done and len(done) < len(dirs):
+            missing = ", ".join(str(d) for d in dirs if d not in done)
+            raise MMBalanceError(f"method '{method}' has unfinished seeds: {missing}")
+        if done:
+            finished[method] = done
+    return finished
+
+
 def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
     from mmbalance.report.aggregate import aggregate
 
-    runs = configured_runs(params, args.dataset)
-    files = [d / "metrics.json" for dirs in runs.values() for d in dirs]
+    files = [d / "metrics.json" for dirs in finished_runs(params, args.dataset).values() for d in dirs]
+    if not files:
+        raise MMBalanceError(f"no finished runs for dataset '{args.dataset}'; train first")
     out = Path(args.out) if args.out else summary_path(params, args.dataset)
     aggregate(files, out, ddof=params["report"]["std_ddof"])
     print(out)
@@ -174,15 +189,16 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
         if not summary.is_file():
             raise MMBalanceError(f"{summary}: not found; run `mmbalance aggregate --dataset {dataset}` first")
         modalities = list(DATASETS.get(dataset).modalities)
-        written = write_main_table(summary, out_dir, dataset, methods, modalities)
-        histories = {
-            m: [d / "history.csv" for d in dirs] for m, dirs in configured_runs(params, dataset).items()
-        }
+        ddof = params["report"]["std_ddof"]
+        written = write_main_table(summary, out_dir, dataset, methods, modalities, ddof=ddof)
+        finished = finished_runs(params, dataset)
+        histories = {m: [d / "history.csv" for d in finished.get(m, [])] for m in methods}
         written += plot_modality_curves(
             histories,
             out_dir / f"{dataset}_modality_curves",
             modalities,
             formats=tuple(params["report"]["figure_formats"]),
+            ddof=ddof,
         )
         for path in written:
             print(path)
