@@ -43,7 +43,8 @@ def test_nested_unknown_key_is_named(params: dict) -> None:
 
 def test_wrong_type_is_named(params: dict) -> None:
     params["train"]["embedded"]["synthav"]["epochs"] = "ten"
-    with pytest.raises(ConfigError, match=r"train\.embedded\.synthav\.epochs: 'ten' is not of type 'integer'"):
+    expected = r"train\.embedded\.synthav\.epochs: 'ten' is not of type 'integer'"
+    with pytest.raises(ConfigError, match=expected):
         config.validate(params)
 
 
@@ -78,7 +79,7 @@ def test_set_overrides_are_validated() -> None:
     params = config.load_params(PARAMS, ["train.embedded.synthav.epochs=3", "experiment.seeds=[5]"])
     assert params["train"]["embedded"]["synthav"]["epochs"] == 3
     assert params["experiment"]["seeds"] == [5]
-    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
         config.load_params(PARAMS, ["epochs"])
     with pytest.raises(ConfigError, match="epochs"):
         config.load_params(PARAMS, ["train.embedded.synthav.epochs=-1"])

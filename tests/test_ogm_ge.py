@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.methods.ogm_ge import OGMGE, modulation_coefficients
@@ -32,9 +32,8 @@ def run(spec: ModelSpec, modulation: str, epoch: int = 0):
     F.cross_entropy(outputs.fused, batch.labels).backward()
     raw = {n: p.grad.clone() for n, p in model.named_parameters()}
     logs = method.after_backward(outputs, batch, ctx)
-    scores = {
-        m: float(outputs.modality[m].detach().softmax(1).gather(1, batch.labels[:, None]).sum()) for m in method.modalities
-    }
+    y = batch.labels[:, None]
+    scores = {m: float(outputs.modality[m].detach().softmax(1).gather(1, y).sum()) for m in method.modalities}
     return model, raw, logs, modulation_coefficients(scores, 0.8)
 
 

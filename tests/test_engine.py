@@ -1,0 +1,164 @@
+"""The training engine end to end on a tiny generated dataset: output contract, determinism,
+kill-and-resume bit-identity and one-line CLI errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmbalance import config
+from mmbalance.engine.loop import CHECKPOINT, train
+from mmbalance.engine.metrics import classification_metrics
+from mmbalance.errors import MMBalanceError
+
+CLI = [sys.executable, "-m", "mmbalance"]
+
+
+def run_train(params_path: Path, method: str, seed: int, out: Path) -> dict:
+    params = config.load_params(params_path)
+    resolved = config.resolve_run(params, "synthav", method, seed)
+    return train(resolved, config.feature_dir(params, "synthav"), out, device="cpu", progress=False)
+
+
+def history_without_timing(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def test_output_contract(tiny_workspace: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    metrics = run_train(tiny_workspace, "ogm_ge", 0, tmp_path / "run")
+    on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert on_disk["heads"] == ["fused", "audio", "video"]
+    assert on_disk["config_hash"] == on_disk["run_id"] == on_disk["config"]["run_id"]
+    for protocol in ("val_selected", "best_test", "last"):
+        for head in on_disk["heads"]:
+            assert set(on_disk["protocols"][protocol]["test"][head]) == {"acc", "macro_f1", "map"}
+    assert on_disk["protocols"]["last"]["epochs"]["fused"] == 2
+    history = history_without_timing(tmp_path / "run" / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [0, 1, 2]
+    assert {"train_loss", "train_coef_audio", "test_video_acc", "val_fused_map", "lr"} <= set(history[0])
+    best_val = max(range(3), key=lambda i: (float(history[i]["val_fused_acc"]), -i))
+    assert on_disk["protocols"]["val_selected"]["epochs"]["fused"] == best_val
+    best_test = max(float(r["test_fused_acc"]) for r in history)
+    assert on_disk["protocols"]["best_test"]["test"]["fused"]["acc"] == pytest.approx(best_test)
+    predictions = np.load(tmp_path / "run" / "predictions.npz")
+    assert set(predictions.files) == {"labels", "ids", "fused", "audio", "video"}
+    for head in ("fused", "audio", "video"):
+        recomputed = classification_metrics(predictions["labels"], predictions[head])
+        reported = on_disk["protocols"]["val_selected"]["test"][head]
+        for metric in ("acc", "macro_f1", "map"):
+            assert recomputed[metric] == pytest.approx(reported[metric]), (head, metric)
+
+
+def test_unimodal_selects_each_head_on_its_own(tiny_workspace: Path, tmp_path: Path) -> None:
+    metrics = run_train(tiny_workspace, "unimodal", 0, tmp_path / "run")
+    history = history_without_timing(tmp_path / "run" / "history.csv")
+    for head in ("audio", "video"):
+        best = max(range(3), key=lambda i: (float(history[i][f"val_{head}_acc"]), -i))
+        assert metrics["protocols"]["val_selected"]["epochs"][head] == best
+
+
+def test_same_seed_same_metrics(tiny_workspace: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    run_train(tiny_workspace, "concat", 1, tmp_path / "a")
+    run_train(tiny_workspace, "concat", 1, tmp_path / "b")
+    assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
+    assert history_without_timing(tmp_path / "a" / "history.csv") == history_without_timing(
+        tmp_path / "b" / "history.csv"
+    )
+    run_train(tiny_workspace, "concat", 0, tmp_path / "c")
+    assert (tmp_path / "a" / "metrics.json").read_bytes() != (tmp_path / "c" / "metrics.json").read_bytes()
+
+
+def cli_train(params_path: Path, method: str, seed: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            *CLI,
+            "train",
+            "--params",
+            str(params_path),
+            "--dataset",
+            "synthav",
+            "--method",
+            method,
+            "--seed",
+            str(seed),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) -> None:
+    params = config.load_params(tiny_workspace)
+    reference_params = config.apply_overrides(params, [f"paths.results={tmp_path / 'reference'}"])
+    killed_params = config.apply_overrides(params, [f"paths.results={tmp_path / 'killed'}"])
+    reference_file = tmp_path / "reference.yaml"
+    killed_file = tmp_path / "killed.yaml"
+    for path, data in ((reference_file, reference_params), (killed_file, killed_params)):
+        path.write_text(json.dumps(data))
+
+    assert cli_train(reference_file, "ogm_ge", 0).wait(timeout=300) == 0
+    run_dir = config.run_dir(killed_params, "synthav", "ogm_ge", 0)
+    proc = cli_train(killed_file, "ogm_ge", 0)
+    deadline = time.time() + 300
+    while not (run_dir / CHECKPOINT).exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "metrics.json").exists()
+    resumed = cli_train(killed_file, "ogm_ge", 0)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resumed from" in (run_dir / "train.log").read_text()
+    reference_dir = config.run_dir(reference_params, "synthav", "ogm_ge", 0)
+    assert (run_dir / "metrics.json").read_bytes() == (reference_dir / "metrics.json").read_bytes()
+    assert history_without_timing(run_dir / "history.csv") == history_without_timing(
+        reference_dir / "history.csv"
+    )
+    a, b = np.load(run_dir / "predictions.npz"), np.load(reference_dir / "predictions.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+def test_foreign_checkpoint_is_refused(tiny_workspace: Path, tmp_path: Path) -> None:
+    run_train(tiny_workspace, "concat", 0, tmp_path / "run")
+    (tmp_path / "run" / "metrics.json").unlink()
+    with pytest.raises(MMBalanceError, match="checkpoint of run"):
+        run_train(tiny_workspace, "sum", 0, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--dataset", "synthav", "--method", "nope", "--seed", "0"], "unknown method 'nope'"),
+        (["train", "--dataset", "synthav", "--method", "sum", "--seed", "0", "--run-id", "x"], "--run-id x"),
+        (["extract", "--dataset", "synthav", "--set", "features.embedded.synthav.video.size=big"], "size"),
+    ],
+)
+def test_user_errors_are_one_line(tiny_workspace: Path, args: list[str], message: str) -> None:
+    proc = subprocess.run([*CLI, *args, "--params", str(tiny_workspace)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mmbalance: error:"), proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
