@@ -1,0 +1,124 @@
+"""The dataset contract every dataset plugin implements, and helpers shared by the data stage.
+
+A dataset turns its settings (``params.yaml``, ``data.<dataset>``) into raw files in one folder
+(``prepare``: synthav generates them, real datasets download and verify them) and lists the
+clips of each split (``items``). ``prepare`` ends by writing ``manifest.json`` with
+:func:`write_raw_manifest`; that file is written last and atomically, so a folder with a manifest
+is complete. Its keys are ``dataset``, ``config`` (the data settings, from which
+:meth:`Dataset.class_names` is answered at extraction time), ``counts`` (clips per split) and
+``files`` (the sha256 of every file, relative POSIX path → hex digest), which extraction checks
+before it decodes anything.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import multiprocessing
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from tqdm import tqdm
+
+from mmbalance.io import write_json
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+MANIFEST = "manifest.json"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One clip: its id, its label and one file per modality."""
+
+    clip_id: str
+    label: int
+    paths: dict[str, Path]
+
+
+class Dataset(abc.ABC):
+    """A dataset plugin (register the subclass with ``@register_dataset(name)``)."""
+
+    name: ClassVar[str]
+    modalities: ClassVar[dict[str, str]]
+    """Modality name → kind (``spectrogram`` or ``frames``), in the model's modality order."""
+
+    @abc.abstractmethod
+    def class_names(self, data_cfg: Mapping[str, Any]) -> list[str]:
+        """The class names, indexed by label."""
+
+    @abc.abstractmethod
+    def prepare(self, data_cfg: Mapping[str, Any], out_dir: Path, workers: int, progress: bool) -> Path:
+        """Produce the raw files in ``out_dir`` and return the path of ``out_dir/manifest.json``."""
+
+    @abc.abstractmethod
+    def items(self, raw_dir: Path, split: str) -> list[Item]:
+        """The clips of ``split`` (one of :data:`SPLITS`) in a prepared ``raw_dir``, in file order."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_raw_manifest(
+    out_dir: Path,
+    dataset: str,
+    data_cfg: Mapping[str, Any],
+    counts: Mapping[str, int],
+    files: Mapping[str, str],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/manifest.json`` atomically (temporary name, then rename); return its path."""
+    path = Path(out_dir) / MANIFEST
+    manifest = {
+        "dataset": dataset,
+        "config": dict(data_cfg),
+        "counts": dict(counts),
+        **dict(extra or {}),
+        "files": dict(sorted(files.items())),
+    }
+    write_json(path, manifest)
+    return path
+
+
+def parallel_map(
+    fn: Callable[[_T], _R], tasks: Sequence[_T], workers: int, progress: bool, desc: str
+) -> Iterator[_R]:
+    """Yield ``fn(task)`` for every task, in task order, using ``workers`` processes.
+
+    ``workers <= 1`` runs in this process. Otherwise a process pool is used, started with
+    ``fork`` where the platform has it (``spawn`` elsewhere): workers start at once with the
+    already imported numpy/librosa/PyAV and need no ``if __name__ == "__main__"`` guard in the
+    calling script. They run numpy, soundfile, librosa, PyAV and PIL only, never torch or an
+    OpenMP pool, so a forked copy of a training process is harmless. ``fn`` must be picklable
+    (a module-level function or a ``functools.partial`` of one). An exception raised by ``fn``
+    in a worker is re-raised here and the pool is terminated. A tqdm bar goes to stderr when
+    ``progress`` is true.
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        with _bar(len(tasks), desc, progress) as bar:
+            for task in tasks:
+                yield fn(task)
+                bar.update()
+        return
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    chunksize = max(1, min(16, len(tasks) // (4 * workers)))
+    # the pool starts before the bar, whose monitor thread a forked child must not inherit
+    pool_context = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
+    with pool_context as pool, _bar(len(tasks), desc, progress) as bar:
+        for result in pool.imap(fn, tasks, chunksize=chunksize):
+            yield result
+            bar.update()
+
+
+def _bar(total: int, desc: str, progress: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="clip", file=sys.stderr, disable=not progress, leave=False)
