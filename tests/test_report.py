@@ -316,3 +316,16 @@ def test_seed_lacking_a_value_is_named(tmp_path: Path) -> None:
     b.write_text(json.dumps(data))
     with pytest.raises(DataError, match=re.escape(f"{b}: has no last.val.audio.map")):
         aggregate([a, b], tmp_path / "summary.csv")
+
+
+def test_headline_metrics_from_summary(tmp_path: Path) -> None:
+    from mmbalance.report.headline import write_headline_metrics
+
+    files = [write_metrics(tmp_path, "concat", seed) for seed in SEEDS]
+    summary = tmp_path / "summary.csv"
+    aggregate(files, summary)
+    data = json.loads(write_headline_metrics({DATASET: summary}, tmp_path / "metrics.json").read_text())
+    cell = data[DATASET]["concat"]["val_selected"]["fused"]["acc"]
+    assert cell["mean"] == pytest.approx(value("concat", "val_selected", "test", "fused", "acc", 1))
+    assert cell["std"] == pytest.approx(0.01)
+    assert set(data[DATASET]["concat"]) == set(PROTOCOLS)

@@ -180,6 +180,7 @@ def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
 
 def cmd_tables(args: argparse.Namespace, params: dict) -> None:
     from mmbalance.report.figures import plot_modality_curves
+    from mmbalance.report.headline import write_headline_metrics
     from mmbalance.report.tables import write_main_table
 
     out_dir = Path(args.out_dir or params["paths"]["tables"])
@@ -202,6 +203,8 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
         )
         for path in written:
             print(path)
+    summaries = {d: summary_path(params, d) for d in params["experiment"]["datasets"]}
+    print(write_headline_metrics(summaries, out_dir / "metrics.json"))
 
 
 def cmd_runs(args: argparse.Namespace, params: dict) -> None:
