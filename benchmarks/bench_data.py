@@ -58,7 +58,10 @@ def main() -> None:
     store_epoch()  # warm the page cache, as every epoch after the first finds it
     rows = [
         {"loader": "store (mmbalance)", "items_per_s": f"{items_per_second(store_epoch, len(split)):.0f}"},
-        {"loader": "on-the-fly librosa + PyAV", "items_per_s": f"{items_per_second(on_the_fly, len(items)):.0f}"},
+        {
+            "loader": "on-the-fly librosa + PyAV",
+            "items_per_s": f"{items_per_second(on_the_fly, len(items)):.0f}",
+        },
     ]
     store_rate, fly_rate = (float(r["items_per_s"]) for r in rows)
     rows[0]["speedup"] = f"{store_rate / fly_rate:.0f}x"
