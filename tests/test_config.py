@@ -35,6 +35,13 @@ def test_unknown_key_is_named(tmp_path: Path, params: dict) -> None:
         config.load_params(write(tmp_path, params))
 
 
+def test_misspelt_required_key_is_named_by_its_wrong_name(params: dict) -> None:
+    preset = params["train"]["embedded"]["synthav"]
+    preset["epochz"] = preset.pop("epochs")
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.embedded\.synthav\.epochz'"):
+        config.validate(params)
+
+
 def test_nested_unknown_key_is_named(params: dict) -> None:
     params["train"]["embedded"]["synthav"]["optimizer"]["learning_rate"] = 0.1
     with pytest.raises(ConfigError, match=r"train\.embedded\.synthav\.optimizer\.learning_rate"):

@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from mmbalance import __version__
 from mmbalance.errors import ConfigError
 from mmbalance.registry import DATASETS, METHODS
 
@@ -74,7 +75,11 @@ def validate(params: Any, source: str = "params.yaml") -> None:
     if not isinstance(params, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), e.message))
+    # Unknown keys first: a misspelt required key is then reported by its wrong name, not as missing.
+    errors = sorted(
+        validator.iter_errors(params),
+        key=lambda e: (e.validator != "additionalProperties", len(e.absolute_path), e.message),
+    )
     if errors:
         err = errors[0]
         if err.validator == "additionalProperties":
@@ -172,8 +177,12 @@ def train_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def data_id(params: Mapping[str, Any], dataset: str) -> str:
-    """Identifies the raw data: a hash of the dataset's data block."""
-    return short_hash({"dataset": dataset, "data": data_config(params, dataset)})
+    """Identifies the raw data: a hash of the dataset's data block and the package version.
+
+    The version enters every id (data, features, runs), so a release that changes what the code
+    produces moves every output to new paths instead of leaving stale ones that look current.
+    """
+    return short_hash({"dataset": dataset, "data": data_config(params, dataset), "version": __version__})
 
 
 def feature_id(params: Mapping[str, Any], dataset: str) -> str:
@@ -211,7 +220,7 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
 def run_id(resolved: Mapping[str, Any]) -> str:
     """Hash of the keys that affect training (not the seed, which has its own path level)."""
     keys = ("dataset", "method", "method_options", "feature_id", "train")
-    return short_hash({k: resolved[k] for k in keys})
+    return short_hash({"version": __version__, **{k: resolved[k] for k in keys}})
 
 
 def run_dir(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:

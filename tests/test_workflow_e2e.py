@@ -1,0 +1,188 @@
+"""End to end: the real Snakefile on a tiny synthav, then the DVC round trip.
+
+Both tests work in one temporary copy of the project (its git-tracked and untracked,
+not-ignored files) with a tiny params.yaml: 2 methods x 2 seeds, 2 epochs, small encoders.
+
+1. ``snakemake`` (the default target) builds data, features, the 4 runs, the summary, the
+   tables and figures; ``snakemake --report`` collects them into one HTML file.
+2. ``dvc repro`` records what Snakemake built without training again, ``dvc push`` sends it to
+   a local remote, and a fresh ``git clone`` + ``dvc pull`` + ``dvc repro`` trains nothing.
+   Changing one method's hyper-parameter then trains exactly that method's runs.
+
+A job's log under logs/train/ exists only if the job ran, which is how "trained nothing" and
+"trained exactly these" are checked (logs/ is neither in git nor in DVC).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmbalance import config as mmcfg
+from tests.conftest import TINY_OVERRIDES
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+METHODS = ["concat", "ogm_ge"]
+SEEDS = [0, 1]
+DATASET = "synthav"
+ENV = {
+    **os.environ,
+    # This venv's snakemake, dvc and mmbalance first: the jobs call `mmbalance` by name.
+    "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+    "GIT_AUTHOR_NAME": "mmbalance tests",
+    "GIT_AUTHOR_EMAIL": "tests@mmbalance.invalid",
+    "GIT_COMMITTER_NAME": "mmbalance tests",
+    "GIT_COMMITTER_EMAIL": "tests@mmbalance.invalid",
+}
+
+
+def sh(*cmd, cwd: Path, timeout: int = 600, stdout_only: bool = False) -> str:
+    """Run a command; fail the test with its output if it fails; return its output."""
+    result = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{output}"
+    return result.stdout if stdout_only else output
+
+
+def tiny_params() -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    overrides = {
+        **TINY_OVERRIDES,
+        "experiment.methods": METHODS,
+        "experiment.seeds": SEEDS,
+        "experiment.datasets": [DATASET],
+        "train.embedded.synthav.epochs": 2,
+    }
+    params = mmcfg.apply_overrides(params, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+    mmcfg.validate(params)
+    return params
+
+
+def write_params(project: Path, params: dict) -> None:
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_project(dest: Path) -> None:
+    """The project's files as a fresh clone would have them, plus uncommitted work."""
+    listing = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO)
+    for name in filter(None, listing.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+
+
+def train_logs(project: Path) -> list[Path]:
+    """Logs of the train jobs that ran in this directory."""
+    return sorted((project / "logs" / "train").glob("**/seed*.log"))
+
+
+def snapshot(paths) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """The tiny project after one full `snakemake` run; the DVC remote will sit beside it."""
+    root = tmp_path_factory.mktemp("e2e")
+    project = root / "project"
+    copy_project(project)
+    write_params(project, tiny_params())
+    sh(BIN / "snakemake", cwd=project)
+    return project
+
+
+def test_snakemake_builds_tables_figures_and_report(project):
+    params = mmcfg.load_params(project / "params.yaml")
+    for method, seed in itertools.product(METHODS, SEEDS):
+        run = project / mmcfg.run_dir(params, DATASET, method, seed)
+        for name in ("metrics.json", "history.csv", "predictions.npz", "train.log"):
+            assert (run / name).is_file(), run / name
+        assert (run / "ckpt").is_dir()
+    assert len(train_logs(project)) == len(METHODS) * len(SEEDS)
+    assert len(list((project / "benchmarks" / "train").glob("**/*.tsv"))) == len(METHODS) * len(SEEDS)
+    assert (project / "results" / DATASET / "summary.csv").is_file()
+
+    tables = project / "paper_tables"
+    for suffix in ("md", "csv", "tex"):
+        assert (tables / f"{DATASET}_main.{suffix}").stat().st_size > 0
+    assert (tables / f"{DATASET}_modality_curves.png").read_bytes().startswith(b"\x89PNG")
+    assert (tables / f"{DATASET}_modality_curves.pdf").read_bytes().startswith(b"%PDF")
+
+    # (Outside the project: report.html is not part of the git or DVC content checked below.)
+    report_html = project.parent / "report.html"
+    sh(BIN / "snakemake", "--report", report_html, cwd=project)
+    report = report_html.read_text()
+    assert f"{DATASET}_main.csv" in report and f"{DATASET}_modality_curves.png" in report
+
+    assert "Nothing to be done" in sh(BIN / "snakemake", "--dry-run", cwd=project)
+
+
+def test_dvc_round_trip_retrains_only_what_changed(project):
+    dvc = BIN / "dvc"
+    remote = project.parent / "mmbalance-dvc-remote"  # where .dvc/config's default remote points
+    sh("git", "init", "-q", cwd=project)
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "tiny project", cwd=project)
+
+    # DVC records what Snakemake already built. data/ is deleted first so that the features
+    # stage really runs; its new feature store is then newer than every run's metrics, and
+    # still the train stage trains nothing (ancient() inputs + content-addressed paths).
+    runs = sorted((project / "results").glob("**/metrics.json"))
+    before = snapshot(runs)
+    shutil.rmtree(project / "data")
+    sh(dvc, "repro", cwd=project)
+    features = project / mmcfg.feature_dir(mmcfg.load_params(project / "params.yaml"), DATASET)
+    assert (features / "manifest.json").stat().st_mtime_ns > max(mtime for _, mtime in before.values())
+    assert snapshot(runs) == before
+    assert len(train_logs(project)) == len(METHODS) * len(SEEDS)
+    assert "up to date" in sh(dvc, "status", cwd=project)
+    shown = json.loads(sh(dvc, "metrics", "show", "--json", cwd=project, stdout_only=True))
+    metrics = shown[""]["data"]["paper_tables/metrics.json"]["data"]
+    assert set(metrics[DATASET]) == set(METHODS)
+    plots = project.parent / "plots"
+    sh(dvc, "plots", "show", "--out", plots, cwd=project)
+    assert list(plots.glob("**/*.png")), "the image plot renders offline"
+
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "commit", "-qm", "dvc repro", cwd=project)
+    sh(dvc, "push", cwd=project)
+    assert remote.is_dir()
+
+    # A fresh clone: pull, then repro runs no stage and trains nothing.
+    clone = project.parent / "clone"
+    sh("git", "clone", "-q", project, clone, cwd=project.parent)
+    sh(dvc, "pull", cwd=clone)
+    assert "up to date" in sh(dvc, "status", cwd=clone)
+    output = sh(dvc, "repro", cwd=clone)
+    assert "Running stage" not in output, output
+    assert train_logs(clone) == []
+
+    # One method's hyper-parameter changes: only its runs (new run id) are trained.
+    params = mmcfg.load_params(clone / "params.yaml")
+    params["methods"]["ogm_ge"]["alpha"] = params["methods"]["ogm_ge"]["alpha"] / 2
+    write_params(clone, params)
+    concat_runs = [clone / mmcfg.run_dir(params, DATASET, "concat", s) / "metrics.json" for s in SEEDS]
+    untouched = snapshot(concat_runs)
+    sh(dvc, "repro", cwd=clone)
+    trained = {log.parent.relative_to(clone / "logs" / "train") for log in train_logs(clone)}
+    expected = {mmcfg.run_dir(params, DATASET, "ogm_ge", 0).parent.relative_to(params["paths"]["results"])}
+    assert trained == expected
+    assert len(train_logs(clone)) == len(SEEDS)
+    assert snapshot(concat_runs) == untouched
+    new_run_id = mmcfg.resolve_run(params, DATASET, "ogm_ge", 0)["run_id"]
+    assert new_run_id in (clone / "results" / DATASET / "summary.csv").read_text()
+    assert "up to date" in sh(dvc, "status", cwd=clone)

@@ -1,0 +1,114 @@
+# Shared setup of the mmbalance workflow: config validation, the container image, wildcard
+# constraints and every input function. Output paths are never spelt out here by hand:
+# they come from mmbalance.config (raw_dir, feature_dir, run_dir), the same functions the
+# `mmbalance` CLI writes with, so the workflow and the CLI cannot disagree about a path.
+
+import itertools
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+import mmbalance.config as mmcfg
+from mmbalance.cli import summary_path
+from mmbalance.errors import MMBalanceError
+
+# Every shell command passes this file to the CLI, which re-reads it; Snakemake's own copy
+# (`configfile:` in the Snakefile) must therefore be exactly its content (checked below).
+PARAMS_FILE = "params.yaml"
+
+# The project image. `--config container=images/mmbalance.sif` points the workflow at a
+# local SIF (no pull, works offline); the key is taken out before params.yaml is validated.
+# The directive only takes effect with --use-apptainer/--use-singularity (--sdm apptainer).
+IMAGE = config.pop("container", "docker://ghcr.io/mmbalance/mmbalance:0.1.0")
+
+# Fail before building the DAG: the JSON schema first (unknown keys, types, ranges; the
+# message names the key), then mmbalance's own checks (registered dataset and method names,
+# method option types). set_default=False keeps the config identical to the file the CLI reads.
+validate(config, "../schemas/params.schema.yaml", set_default=False)
+try:
+    mmcfg.validate(config, source=PARAMS_FILE)
+except MMBalanceError as exc:
+    raise WorkflowError(str(exc)) from exc
+if config != mmcfg.read_yaml(PARAMS_FILE):
+    raise WorkflowError(
+        f"the config differs from {PARAMS_FILE}, which the mmbalance CLI reads: "
+        "--config/--configfile overrides are not passed on to it (only --config container=... is); "
+        f"edit {PARAMS_FILE} instead (DVC tracks the same file)"
+    )
+
+DATASETS = config["experiment"]["datasets"]
+METHODS = config["experiment"]["methods"]
+SEEDS = config["experiment"]["seeds"]
+DATA = config["paths"]["data"]
+RESULTS = config["paths"]["results"]
+TABLES = config["paths"]["tables"]
+FIGURE_FORMATS = config["report"]["figure_formats"]
+HASH = f"[0-9a-f]{{{mmcfg.HASH_LENGTH}}}"
+
+# Threads, memory and wall time of one training run per profile (SLURM: --cpus-per-task, --mem
+# and -t). The embedded profile trains with one thread per run: tiny models gain little from
+# more, two runs in parallel on two cores finish sooner, and a fixed thread count keeps CPU
+# results bit-identical whatever --cores is (reduction order can depend on the thread count).
+TRAIN_RESOURCES = {
+    "embedded": {"threads": 1, "mem_mb": 4000, "runtime": 60},
+    "paper": {"threads": 4, "mem_mb": 32000, "runtime": 24 * 60},
+}[config["profile"]]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    method="|".join(METHODS),
+    seed=r"\d+",
+    data_id=HASH,
+    feature_id=rf"[a-z0-9_]+-{HASH}",
+    run_id=HASH,
+
+
+def raw_manifest(dataset):
+    """The manifest that `mmbalance generate` writes last, for the configured data."""
+    return str(mmcfg.raw_dir(config, dataset) / "manifest.json")
+
+
+def feature_manifest(dataset):
+    """The manifest that `mmbalance extract` writes last, for the configured features."""
+    return str(mmcfg.feature_dir(config, dataset) / "manifest.json")
+
+
+def run_files(name, datasets=None):
+    """`name` (e.g. metrics.json) in every run dir of the matrix, optionally for some datasets."""
+    return [
+        str(mmcfg.run_dir(config, dataset, method, seed) / name)
+        for dataset, method, seed in itertools.product(
+            datasets or DATASETS, METHODS, SEEDS
+        )
+    ]
+
+
+def summary_csv(dataset):
+    """Mean ± std over seeds of one dataset's runs, where `mmbalance tables` reads it."""
+    return str(summary_path(config, dataset))
+
+
+def table_files(suffix):
+    """One main table per configured dataset, in the format of `suffix`."""
+    return [f"{TABLES}/{dataset}_main.{suffix}" for dataset in DATASETS]
+
+
+def curve_files():
+    """The modality-curve figures of every dataset in every configured format."""
+    return [
+        f"{TABLES}/{dataset}_modality_curves.{fmt}"
+        for dataset, fmt in itertools.product(DATASETS, FIGURE_FORMATS)
+    ]
+
+
+def ancient_input(path_function):
+    """An input function giving `path_function(dataset)` flagged ancient().
+
+    Data, features and runs live at paths content-addressed by their config, so an existing
+    file at the configured path is the right one whatever its mtime. After `dvc pull` or a
+    git clone, mtimes are arbitrary and no .snakemake metadata exists (workflow.md §2.7, §5);
+    without ancient() Snakemake would retrain every run whose features were pulled later
+    than its metrics.
+    """
+    return lambda wildcards: ancient(path_function(wildcards.dataset))

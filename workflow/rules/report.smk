@@ -1,0 +1,73 @@
+# Stage 4: mean ± std over seeds, then the paper tables and figures. Outputs wrapped in
+# report() appear in `snakemake --report paper_tables/report.html`.
+
+
+rule aggregate:
+    input:
+        metrics=lambda wildcards: run_files("metrics.json", [wildcards.dataset]),
+    output:
+        # The CLI's own path with the {dataset} wildcard in place of a name.
+        summary=summary_csv("{dataset}"),
+    log:
+        "logs/aggregate/{dataset}.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        params_file=PARAMS_FILE,
+    message:
+        "Aggregating the runs of {wildcards.dataset} over seeds"
+    shell:
+        "mmbalance aggregate --params {params.params_file} --dataset {wildcards.dataset}"
+        " --out {output.summary} > {log} 2>&1"
+
+
+rule tables:
+    input:
+        summaries=[summary_csv(dataset) for dataset in DATASETS],
+        histories=run_files("history.csv"),
+    output:
+        main_csv=report(
+            table_files("csv"),
+            category="Tables",
+            caption="../report/main_table.rst",
+        ),
+        main_md=report(
+            table_files("md"),
+            category="Tables",
+            caption="../report/main_table.rst",
+        ),
+        main_tex=report(
+            table_files("tex"),
+            category="Tables",
+            caption="../report/main_table.rst",
+        ),
+        curves=report(
+            curve_files(),
+            category="Figures",
+            caption="../report/modality_curves.rst",
+        ),
+        # Headline numbers for `dvc metrics show` (the top-level metrics of dvc.yaml).
+        metrics=f"{TABLES}/metrics.json",
+    log:
+        "logs/tables.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        params_file=PARAMS_FILE,
+    message:
+        "Writing the tables and figures"
+    shell:
+        "mmbalance tables --params {params.params_file} > {log} 2>&1"
+
+
+# Target of the DVC `tables` stage.
+rule tables_all:
+    input:
+        rules.tables.output,
+    localrule: True
