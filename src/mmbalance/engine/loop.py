@@ -81,9 +81,7 @@ class Trainer:
         configure_determinism(self.device)
         seed_everything(self.seed)
         self.method = build_method(resolved, store.modalities, store.num_classes)
-        self.model = self.method.build().to(self.device)
-        self.optimizer = build_optimizer(self.method.param_groups(self.model), train_cfg["optimizer"])
-        self.schedule = Schedule(self.optimizer, train_cfg["scheduler"])
+        self.build_model()
         self.heads = self.method.heads()
         self.num_classes = store.num_classes
         self.history: list[dict[str, Any]] = []
@@ -91,6 +89,13 @@ class Trainer:
         self.best_predictions: dict[str, np.ndarray] = {}
         self.start_epoch = 0
         self.step = 0
+
+    def build_model(self) -> None:
+        """Model, optimiser and schedule from the method (and its current state)."""
+        train_cfg = self.cfg["train"]
+        self.model = self.method.build().to(self.device)
+        self.optimizer = build_optimizer(self.method.param_groups(self.model), train_cfg["optimizer"])
+        self.schedule = Schedule(self.optimizer, train_cfg["scheduler"])
 
     # --- checkpoints -----------------------------------------------------------------------
     def state(self, epoch: int) -> dict[str, Any]:
@@ -120,10 +125,11 @@ class Trainer:
                 f"{path}: checkpoint of run {state['run_id']}/seed{state['seed']}, expected "
                 f"{self.cfg['run_id']}/seed{self.seed}; delete it to restart"
             )
+        self.method.load_state_dict(state["method"])
+        self.build_model()
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        self.method.load_state_dict(state["method"])
         set_rng_state(state["rng"])
         self.history = state["history"]
         self.best_val = state["best_val"]
@@ -143,6 +149,7 @@ class Trainer:
             device=self.device,
             modalities=self.method.modalities,
             num_classes=self.num_classes,
+            data=self.batches,
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:

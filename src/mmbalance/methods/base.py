@@ -58,6 +58,9 @@ class Context:
     device: torch.device
     modalities: list[str]
     num_classes: int
+    data: dict[str, Any] | None = None
+    """Mini-batch iterators of the splits (``SplitBatches`` for ``train``, ``val``, ``test``), for
+    methods that need extra passes over data (prototypes, covariance statistics, held-out batches)."""
 
 
 class Method:
@@ -78,7 +81,12 @@ class Method:
 
     # --- model and optimiser -------------------------------------------------------------
     def build(self) -> nn.Module:
-        """Encoders per modality and the method's fusion (an ``Options.fusion`` field overrides it)."""
+        """Encoders per modality and the method's fusion (an ``Options.fusion`` field overrides it).
+
+        Must depend only on the options and ``state_dict()``: on resume the loop loads the method
+        state first and builds again, so a model that grew during training (AUG's added
+        classifiers) comes back with the same structure before its weights are loaded.
+        """
         fusion = getattr(self.options, "fusion", self.fusion)
         return build_model(self.spec.modalities, self.spec.encoders, fusion, self.spec.num_classes)
 
