@@ -40,7 +40,8 @@ def test_one_step_finite_loss_and_gradients(name: str, tiny_spec: ModelSpec) -> 
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"{name}: no gradient for {missing}"
     for n, p in model.named_parameters():
-        assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {n}"
+        if p.requires_grad:  # parameters a method freezes for this step (stage-wise training) have none
+            assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {n}"
     model.eval()
     with torch.no_grad():
         probs = method.predict(model(batch.inputs))
