@@ -37,7 +37,7 @@ from torch import nn
 
 from mmbalance.errors import ConfigError, MMBalanceError
 from mmbalance.methods import lfm_schedules as schedules
-from mmbalance.methods.base import Batch, Context, Logs, Method
+from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
 from mmbalance.methods.hypergrad import grads, hypergradient
 from mmbalance.methods.lfm_losses import info_nce, js_code, pairwise_mean
 from mmbalance.models.model import ModelOutput, build_model
@@ -98,7 +98,7 @@ class LFM(Method):
         cg_steps: int = 5
         cg_damping: float = 0.0
 
-    def __init__(self, options: dict[str, Any], spec: Any) -> None:
+    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
         super().__init__(options, spec)
         self.alpha = self.options.alpha_init
 
