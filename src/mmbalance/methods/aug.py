@@ -4,7 +4,7 @@ Jiang, Huang & Yang, "Rethinking Multimodal Learning from the Perspective of Mit
 Classification Ability Disproportion", NeurIPS 2025 (official code ``njustkmg/NeurIPS25-AUG``,
 HEAD 841d079 ``train_CREMAD.py``; methods.md §A3). Model: :mod:`mmbalance.models.boosted`.
 
-Per modality ``o`` with classifiers ``f_1 … f_t`` (Sec. 3.2, Eq. 4–6): residual label
+Per modality ``o`` with classifiers ``f_1 … f_t`` (Sec. 3.2; Alg. 1's loss (6)): residual label
 ``ŷ_t``, residual error ``ε = CE(f_t, ŷ_t)``, ``ε_all = CE(Σ_{j≤t} f_j, y)``,
 ``ε_pre = CE(Σ_{j<t} f_j, y)``, ``L_SUB(o) = ε + ε_all + ε_pre`` (``CE(F_o, y)`` alone while
 ``t = 1``); sums of classifier outputs are logit sums, as in the code. Every ``t_n`` epochs the
@@ -12,7 +12,7 @@ adaptive classifier assignment (ACA, Sec. 3.3) adds a classifier to the weak mod
 
 Paper-vs-code variants (methods.md §A3.5) and their switches, defaults first:
 
-* ``residual_form``: ``paper_sum_probs`` ``ŷ = y − λ Σ_{j<t} y⊙softmax(f_j)`` (Eq. 4) |
+* ``residual_form``: ``paper_sum_probs`` ``ŷ = y − λ Σ_{j<t} y⊙softmax(f_j)`` (Sec. 3.2) |
   ``code_ensemble_softmax`` ``ŷ = y − λ y⊙softmax(Σ_{j<t} f_j)``. Both targets are detached
   (constants of the loss), as the code detaches. ŷ is not clamped; with λ·Σ_j p_j[y] > 1 the paper
   form goes negative, as its formula does.
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, Logs, Method
+from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
 from mmbalance.models.boosted import BoostedClassifiers
 from mmbalance.models.encoders.adapters import build_encoder
 from mmbalance.models.model import ModelOutput, MultimodalModel
@@ -58,8 +58,8 @@ from mmbalance.registry import register_method
 def residual_labels(parts: torch.Tensor, y: torch.Tensor, lam: float, form: str) -> torch.Tensor:
     """Soft targets ``ŷ_t`` of the newest classifier from the previous classifiers' logits.
 
-    ``parts``: ``(t−1, B, K)`` logits of ``f_1 … f_{t−1}``; ``y``: integer labels. Eq. 4 of the paper
-    (``paper_sum_probs``) or the code's softmax of the summed logits (``code_ensemble_softmax``).
+    ``parts``: ``(t−1, B, K)`` logits of ``f_1 … f_{t−1}``; ``y``: integer labels. The paper's form
+    (Sec. 3.2, ``paper_sum_probs``) or the code's softmax of the summed logits (``code_ensemble_softmax``).
     """
     onehot = F.one_hot(y, parts.shape[-1]).to(parts.dtype)
     parts = parts.detach()
@@ -122,7 +122,7 @@ class AUG(Method):
         merge_weights: tuple[float, ...] = (0.4, 0.6)
         hidden: int = 256
 
-    def __init__(self, options: dict[str, Any], spec: Any) -> None:
+    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
         super().__init__(options, spec)
         if len(self.options.merge_weights) != len(self.modalities):
             raise ConfigError(
@@ -183,7 +183,10 @@ class AUG(Method):
             layer.requires_grad_(False)
 
     # --- training --------------------------------------------------------------------------
-    def modality_loss(self, modality: str, feature: torch.Tensor, y: torch.Tensor, ctx: Context):
+    def modality_loss(
+        self, modality: str, feature: torch.Tensor, y: torch.Tensor, ctx: Context
+    ) -> dict[str, torch.Tensor]:
+        """The boosting loss terms of one modality; adds its batch confidence ``Σ_i softmax(F_o)_i[y_i]``."""
         parts = ctx.model.fusion.classifier_logits(modality, feature)
         terms = boosting_loss(parts, y, self.options.residual_lambda, self.options.residual_form)
         score = parts.detach().sum(0).softmax(dim=1).gather(1, y[:, None]).sum()
