@@ -1,0 +1,266 @@
+"""AUG: sustained boosting with adaptive classifier assignment.
+
+Jiang, Huang & Yang, "Rethinking Multimodal Learning from the Perspective of Mitigating
+Classification Ability Disproportion", NeurIPS 2025 (official code ``njustkmg/NeurIPS25-AUG``,
+HEAD 841d079 ``train_CREMAD.py``; methods.md §A3). Model: :mod:`mmbalance.models.boosted`.
+
+Per modality ``o`` with classifiers ``f_1 … f_t`` (Sec. 3.2; Alg. 1's loss (6)): residual label
+``ŷ_t``, residual error ``ε = CE(f_t, ŷ_t)``, ``ε_all = CE(Σ_{j≤t} f_j, y)``,
+``ε_pre = CE(Σ_{j<t} f_j, y)``, ``L_SUB(o) = ε + ε_all + ε_pre`` (``CE(F_o, y)`` alone while
+``t = 1``); sums of classifier outputs are logit sums, as in the code. Every ``t_n`` epochs the
+adaptive classifier assignment (ACA, Sec. 3.3) adds a classifier to the weak modality.
+
+Paper-vs-code variants (methods.md §A3.5) and their switches, defaults first:
+
+* ``residual_form``: ``paper_sum_probs`` ``ŷ = y − λ Σ_{j<t} y⊙softmax(f_j)`` (Sec. 3.2) |
+  ``code_ensemble_softmax`` ``ŷ = y − λ y⊙softmax(Σ_{j<t} f_j)``. Both targets are detached
+  (constants of the loss), as the code detaches. ŷ is not clamped; with λ·Σ_j p_j[y] > 1 the paper
+  form goes negative, as its formula does.
+* ``residual_lambda`` (λ): 0.5, the HEAD code's value (paper grid {0.1, 0.2, 0.33, 0.5, 1.0};
+  April-2025 upload: 0.2).
+* ``new_classifier_trainable``: ``True`` (paper intent: the new ``Layer1`` joins the optimiser as
+  its own param group, hyper-parameters copied from group 0) | ``False`` (code: never registered
+  with the optimiser, so it stays at its random init; gradients still flow through it).
+* ``update``: ``joint`` (paper Alg. 1: one step on ``Σ_o L_SUB(o)``) | ``per_modality`` (code:
+  encode every modality, then per modality in order backward + step, the later modalities'
+  classifiers reading the shared head already updated by the earlier ones; parameters without a
+  gradient in a step are skipped, the PyTorch ≥ 2 behaviour of the code's ``zero_grad``).
+* ``aca_rule``: ``difference`` (Sec. 3.3: ``s_a − σ s_v > τ`` → add to v, ``< −τ`` → add to a) |
+  ``ratio`` (code: ``s_a/s_v > σ + τ`` → v, ``< σ − τ`` → a). Confidence ``s_o`` is the mean over
+  the epoch's training samples of ``softmax(F_o)[y]`` taken in the training steps (code), not a
+  separate pass. With more than two modalities (our generalisation): the weakest modality ``w``
+  gets a classifier when the mean confidence ``r`` of the others beats it, ``r − σ s_w > τ`` or
+  ``r / s_w > σ + τ``; at most one classifier per check.
+* ``t_n``: epochs between checks; 0 = ``num_epochs // 10`` as the code (20 of 200 epochs, also the
+  paper's CREMA-D value). ``assign_after_first_epoch``: also check after epoch 0 (code).
+* ``merge_weights``: fused logits ``Σ_o w_o F_o``; default the code's ``merge_alpha`` 0.4/0.6
+  (paper silent). Must list one weight per modality.
+* Not implemented: the April-2025 upload's ``w_network`` gating (not in the paper, gone in HEAD).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmbalance.errors import ConfigError
+from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
+from mmbalance.models.boosted import BoostedClassifiers
+from mmbalance.models.encoders.adapters import build_encoder
+from mmbalance.models.model import ModelOutput, MultimodalModel
+from mmbalance.registry import register_method
+
+
+def residual_labels(parts: torch.Tensor, y: torch.Tensor, lam: float, form: str) -> torch.Tensor:
+    """Soft targets ``ŷ_t`` of the newest classifier from the previous classifiers' logits.
+
+    ``parts``: ``(t−1, B, K)`` logits of ``f_1 … f_{t−1}``; ``y``: integer labels. The paper's form
+    (Sec. 3.2, ``paper_sum_probs``) or the code's softmax of the summed logits (``code_ensemble_softmax``).
+    """
+    onehot = F.one_hot(y, parts.shape[-1]).to(parts.dtype)
+    parts = parts.detach()
+    confidence = parts.softmax(dim=-1).sum(0) if form == "paper_sum_probs" else parts.sum(0).softmax(dim=-1)
+    return onehot - lam * onehot * confidence
+
+
+def boosting_loss(parts: torch.Tensor, y: torch.Tensor, lam: float, form: str) -> dict[str, torch.Tensor]:
+    """``L = ε + ε_all + ε_pre`` (Eq. 6) of one modality, with its terms; ``CE(F, y)`` when ``t = 1``."""
+    eps_all = F.cross_entropy(parts.sum(0), y)
+    if parts.shape[0] == 1:
+        return {"loss": eps_all, "eps_all": eps_all}
+    previous, newest = parts[:-1], parts[-1]
+    eps = F.cross_entropy(newest, residual_labels(previous, y, lam, form))
+    eps_pre = F.cross_entropy(previous.sum(0), y)
+    return {"loss": eps + eps_all + eps_pre, "eps": eps, "eps_all": eps_all, "eps_pre": eps_pre}
+
+
+def assign_classifier(scores: dict[str, float], rule: str, sigma: float, tau: float) -> str | None:
+    """The modality that receives a new classifier under ACA (Sec. 3.3), or ``None`` in the dead zone.
+
+    Two modalities ``(a, v)`` in their order: the paper's (``difference``) or the code's (``ratio``)
+    rule verbatim. More: the weakest against the mean of the others (module docstring).
+    """
+    names = list(scores)
+    if len(names) == 2:
+        first, second = names
+        sa, sv = scores[first], scores[second]
+        if rule == "difference":
+            gap = sa - sigma * sv
+            return second if gap > tau else first if gap < -tau else None
+        ratio = sa / sv if sv > 0 else float("inf")
+        return second if ratio > sigma + tau else first if ratio < sigma - tau else None
+    weakest = min(names, key=lambda m: scores[m])
+    others = sum(scores[m] for m in names if m != weakest) / (len(names) - 1)
+    sw = scores[weakest]
+    if rule == "difference":
+        return weakest if others - sigma * sw > tau else None
+    ratio = others / sw if sw > 0 else float("inf")
+    return weakest if ratio > sigma + tau else None
+
+
+@register_method("aug")
+class AUG(Method):
+    """Boosted per-modality classifiers over a shared head, grown on the weak modality."""
+
+    @dataclass
+    class Options:
+        residual_form: str = field(
+            default="paper_sum_probs", metadata={"choices": ("paper_sum_probs", "code_ensemble_softmax")}
+        )
+        residual_lambda: float = 0.5
+        aca_rule: str = field(default="difference", metadata={"choices": ("difference", "ratio")})
+        sigma: float = 1.0
+        tau: float = 0.01
+        t_n: int = 0
+        assign_after_first_epoch: bool = True
+        new_classifier_trainable: bool = True
+        update: str = field(default="joint", metadata={"choices": ("joint", "per_modality")})
+        merge_weights: tuple[float, ...] = (0.4, 0.6)
+        hidden: int = 256
+
+    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
+        super().__init__(options, spec)
+        if len(self.options.merge_weights) != len(self.modalities):
+            raise ConfigError(
+                f"methods.aug.merge_weights: {len(self.options.merge_weights)} weights for "
+                f"{len(self.modalities)} modalities {self.modalities}"
+            )
+        self.added: list[str] = []
+        """Modality of each added classifier, in the order of addition (= optimiser group order)."""
+        self.confidence: dict[str, float] = {}
+        self.score_sums = dict.fromkeys(self.modalities, 0.0)
+        self.score_count = 0
+
+    # --- model and optimiser -------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        return {m: 1 + self.added.count(m) for m in self.modalities}
+
+    def build(self) -> nn.Module:
+        encoders = {m: build_encoder(kind, self.spec.encoders[m]) for m, kind in self.spec.modalities.items()}
+        dims = {m: enc.out_dim for m, enc in encoders.items()}
+        head = BoostedClassifiers(
+            dims, self.spec.num_classes, self.counts(), self.options.merge_weights, self.options.hidden
+        )
+        if not self.options.new_classifier_trainable:
+            for layer in self.added_layers(head):
+                layer.requires_grad_(False)
+        return MultimodalModel(encoders, head)
+
+    def added_layers(self, head: BoostedClassifiers) -> list[nn.Module]:
+        """The added ``Layer1`` modules in the order they were added."""
+        seen = dict.fromkeys(self.modalities, 0)
+        layers = []
+        for modality in self.added:
+            seen[modality] += 1
+            layers.append(head.layers[modality][seen[modality]])
+        return layers
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Group 0: everything but the added classifiers; then one group per trainable added classifier.
+
+        The same groups in the same order as :meth:`grow` creates them, so a resumed optimiser
+        loads the saved state of a grown model.
+        """
+        added = self.added_layers(model.fusion)
+        added_ids = {id(p) for layer in added for p in layer.parameters()}
+        groups = [{"params": [p for p in model.parameters() if id(p) not in added_ids]}]
+        if self.options.new_classifier_trainable:
+            groups += [{"params": list(layer.parameters())} for layer in added]
+        return groups
+
+    def grow(self, modality: str, ctx: Context) -> None:
+        """Add a classifier to ``modality`` and register it with the optimiser (or freeze it)."""
+        layer = ctx.model.fusion.add_classifier(modality)
+        self.added.append(modality)
+        if self.options.new_classifier_trainable:
+            hyper = {k: v for k, v in ctx.optimizer.param_groups[0].items() if k != "params"}
+            ctx.optimizer.add_param_group({**hyper, "params": list(layer.parameters())})
+        else:
+            layer.requires_grad_(False)
+
+    # --- training --------------------------------------------------------------------------
+    def modality_loss(
+        self, modality: str, feature: torch.Tensor, y: torch.Tensor, ctx: Context
+    ) -> dict[str, torch.Tensor]:
+        """The boosting loss terms of one modality; adds its batch confidence ``Σ_i softmax(F_o)_i[y_i]``."""
+        parts = ctx.model.fusion.classifier_logits(modality, feature)
+        terms = boosting_loss(parts, y, self.options.residual_lambda, self.options.residual_form)
+        score = parts.detach().sum(0).softmax(dim=1).gather(1, y[:, None]).sum()
+        self.score_sums[modality] += float(score)
+        return terms
+
+    def training_step(self, batch: Batch, ctx: Context) -> Logs:
+        y = batch.labels
+        features = ctx.model.encode(batch.inputs)
+        self.score_count += len(batch)
+        logs: Logs = {}
+        total = torch.zeros((), device=y.device)
+        if self.options.update == "joint":
+            terms = {m: self.modality_loss(m, features[m], y, ctx) for m in self.modalities}
+            total = sum(t["loss"] for t in terms.values())
+            ctx.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            ctx.optimizer.step()
+        else:
+            terms, used = {}, {}
+            for m in self.modalities:
+                terms[m] = self.modality_loss(m, features[m], y, ctx)
+                ctx.optimizer.zero_grad(set_to_none=True)
+                terms[m]["loss"].backward()
+                ctx.optimizer.step()
+                used.update(
+                    {p: p.grad for g in ctx.optimizer.param_groups for p in g["params"] if p.grad is not None}
+                )
+                total = total + terms[m]["loss"].detach()
+            for param, grad in used.items():  # leave each parameter the gradient it was last stepped with
+                param.grad = grad
+        for m, t in terms.items():
+            logs.update({f"{k}_{m}": float(v.detach()) for k, v in t.items()})
+        return {"loss": float(total.detach()), **logs}
+
+    def on_epoch_start(self, ctx: Context) -> Logs:
+        self.score_sums = dict.fromkeys(self.modalities, 0.0)
+        self.score_count = 0
+        return {f"classifiers_{m}": float(n) for m, n in self.counts().items()}
+
+    def assignment_due(self, epoch: int, num_epochs: int) -> bool:
+        period = self.options.t_n or max(1, num_epochs // 10)
+        return (epoch == 0 and self.options.assign_after_first_epoch) or (epoch + 1) % period == 0
+
+    def on_epoch_end(self, ctx: Context, evaluation: dict[str, dict[str, dict[str, float]]]) -> Logs:
+        count = max(self.score_count, 1)
+        self.confidence = {m: s / count for m, s in self.score_sums.items()}
+        logs = {f"confidence_{m}": s for m, s in self.confidence.items()}
+        chosen = None
+        if self.assignment_due(ctx.epoch, ctx.num_epochs):
+            opts = self.options
+            chosen = assign_classifier(self.confidence, opts.aca_rule, opts.sigma, opts.tau)
+            if chosen is not None:
+                self.grow(chosen, ctx)
+        logs.update({f"added_{m}": float(m == chosen) for m in self.modalities})
+        return logs
+
+    # --- inference -------------------------------------------------------------------------
+    def predict(self, outputs: ModelOutput) -> dict[str, torch.Tensor]:
+        """Fused: ``softmax(Σ_o w_o F_o)`` (code ``merge_alpha``); per modality ``softmax(F_o)``."""
+        probs = {m: outputs.modality[m].softmax(dim=1) for m in self.modalities}
+        return {"fused": outputs.fused.softmax(dim=1), **probs}
+
+    # --- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "added": list(self.added),
+            "confidence": dict(self.confidence),
+            "score_sums": dict(self.score_sums),
+            "score_count": self.score_count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.added = list(state["added"])
+        self.confidence = dict(state["confidence"])
+        self.score_sums = dict(state["score_sums"])
+        self.score_count = int(state["score_count"])
