@@ -47,12 +47,8 @@ class SumFusion(Fusion):
 
 
 @register_fusion("none")
-class IndependentHeads(Fusion):
+class IndependentHeads(SumFusion):
     """One linear head per modality and no joint head (Unimodal baselines, methods.md §B1)."""
-
-    def __init__(self, dims: dict[str, int], num_classes: int) -> None:
-        super().__init__(dims, num_classes)
-        self.heads = nn.ModuleDict({m: nn.Linear(d, num_classes) for m, d in dims.items()})
 
     def forward(self, features: dict[str, torch.Tensor]) -> FusionOutput:
         return FusionOutput(None, {m: self.heads[m](features[m]) for m in self.modalities})
