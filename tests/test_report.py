@@ -329,3 +329,31 @@ def test_headline_metrics_from_summary(tmp_path: Path) -> None:
     assert cell["mean"] == pytest.approx(value("concat", "val_selected", "test", "fused", "acc", 1))
     assert cell["std"] == pytest.approx(0.01)
     assert set(data[DATASET]["concat"]) == set(PROTOCOLS)
+
+
+def test_history_column_figure(tmp_path: Path) -> None:
+    from mmbalance.report.figures import plot_history_columns
+
+    files = []
+    for seed in SEEDS:
+        path = tmp_path / f"seed{seed}.csv"
+        rows = ["epoch,alpha"] + [f"{e},{1 - 0.1 * e + 0.01 * seed}" for e in range(5)]
+        path.write_text("\n".join(rows) + "\n")
+        files.append(path)
+    written = plot_history_columns(
+        {"lfm_lb": (files, "alpha"), "lfm_h": ([], "alpha")}, tmp_path / "alpha", "α", "α", ("png", "pdf")
+    )
+    assert [p.suffix for p in written] == [".png", ".pdf"]
+    assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(DataError, match="no 'beta' column"):
+        plot_history_columns({"lfm_lb": (files, "beta")}, tmp_path / "beta", "β", "β")
+
+
+def test_curve_figures_follow_the_methods_declarations() -> None:
+    from mmbalance.report.curves import curve_figures
+
+    figures = {f.stem: f for f in curve_figures(["concat", "lfm_h", "lfm_lb", "aug"], ["audio", "video"])}
+    assert set(figures) == {"alpha", "classifiers"}
+    assert figures["alpha"].lines == {"lfm_h": ("lfm_h", "alpha"), "lfm_lb": ("lfm_lb", "alpha")}
+    assert figures["classifiers"].lines["aug: video"] == ("aug", "classifiers_video")
+    assert curve_figures(["concat", "sum"], ["audio", "video"]) == []

@@ -21,6 +21,8 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from mmbalance import config as mmcfg
+from mmbalance.registry import DATASETS
+from mmbalance.report.curves import curve_figures
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -303,4 +305,8 @@ def test_dvc_yaml_matches_params(params):
     figures = {
         f"{params['paths']['tables']}/{d}_modality_curves.png" for d in params["experiment"]["datasets"]
     }
+    for dataset in params["experiment"]["datasets"]:
+        modalities = list(DATASETS.get(dataset).modalities)
+        for figure in curve_figures(params["experiment"]["methods"], modalities):
+            figures.add(f"{params['paths']['tables']}/{dataset}_{figure.stem}.png")
     assert figures <= set(dvc["plots"])

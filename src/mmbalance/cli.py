@@ -179,7 +179,8 @@ def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
 
 
 def cmd_tables(args: argparse.Namespace, params: dict) -> None:
-    from mmbalance.report.figures import plot_modality_curves
+    from mmbalance.report.curves import curve_figures
+    from mmbalance.report.figures import plot_history_columns, plot_modality_curves
     from mmbalance.report.headline import write_headline_metrics
     from mmbalance.report.tables import write_main_table
 
@@ -201,6 +202,16 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
             formats=tuple(params["report"]["figure_formats"]),
             ddof=ddof,
         )
+        for figure in curve_figures(methods, modalities):
+            lines = {label: (histories[m], column) for label, (m, column) in figure.lines.items()}
+            written += plot_history_columns(
+                lines,
+                out_dir / f"{dataset}_{figure.stem}",
+                figure.ylabel,
+                f"{dataset}: {figure.stem} per epoch",
+                formats=tuple(params["report"]["figure_formats"]),
+                ddof=ddof,
+            )
         for path in written:
             print(path)
     summaries = {d: summary_path(params, d) for d in params["experiment"]["datasets"]}

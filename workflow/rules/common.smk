@@ -11,6 +11,8 @@ from snakemake.utils import validate
 import mmbalance.config as mmcfg
 from mmbalance.cli import summary_path
 from mmbalance.errors import MMBalanceError
+from mmbalance.registry import DATASETS as DATASET_REGISTRY
+from mmbalance.report.curves import curve_figures
 
 # Every shell command passes this file to the CLI, which re-reads it; Snakemake's own copy
 # (`configfile:` in the Snakefile) must therefore be exactly its content (checked below).
@@ -99,6 +101,18 @@ def curve_files():
     return [
         f"{TABLES}/{dataset}_modality_curves.{fmt}"
         for dataset, fmt in itertools.product(DATASETS, FIGURE_FORMATS)
+    ]
+
+
+def history_figure_files():
+    """Per-epoch figures the configured methods declare (LFM's α, AUG's classifiers; Method.curves)."""
+    return [
+        f"{TABLES}/{dataset}_{figure.stem}.{fmt}"
+        for dataset in DATASETS
+        for figure in curve_figures(
+            METHODS, list(DATASET_REGISTRY.get(dataset).modalities)
+        )
+        for fmt in FIGURE_FORMATS
     ]
 
 

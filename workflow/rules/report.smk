@@ -49,6 +49,11 @@ rule tables:
             category="Figures",
             caption="../report/modality_curves.rst",
         ),
+        history_figures=report(
+            history_figure_files(),
+            category="Figures",
+            caption="../report/history_figures.rst",
+        ),
         # Headline numbers for `dvc metrics show` (the top-level metrics of dvc.yaml).
         metrics=f"{TABLES}/metrics.json",
     log:

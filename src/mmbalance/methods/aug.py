@@ -41,7 +41,7 @@ Paper-vs-code variants (methods.md §A3.5) and their switches, defaults first:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -105,6 +105,8 @@ def assign_classifier(scores: dict[str, float], rule: str, sigma: float, tau: fl
 @register_method("aug")
 class AUG(Method):
     """Boosted per-modality classifiers over a shared head, grown on the weak modality."""
+
+    curves: ClassVar[dict[str, str]] = {"classifiers_{modality}": "classifiers per modality"}
 
     @dataclass
     class Options:

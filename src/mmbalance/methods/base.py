@@ -69,6 +69,10 @@ class Method:
     fusion: ClassVar[str] = "concat"
     select_per_head: ClassVar[bool] = False
     """True when each head is a separate model (Unimodal): protocols select epochs per head."""
+    curves: ClassVar[dict[str, str]] = {}
+    """``history.csv`` columns worth a per-epoch figure, with their axis label; ``{modality}`` in a
+    column name stands for each modality (one line per modality). The report draws one figure per
+    column, with a line for every method of the matrix that declares it."""
 
     @dataclass
     class Options:

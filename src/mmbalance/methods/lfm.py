@@ -29,7 +29,7 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +78,8 @@ def code_hvp_mean(
 @register_method("lfm")
 class LFM(Method):
     """``(1 − α) L_CLS + α L_MM`` (Eq. 1) with α from ``schedule`` at the start of every epoch."""
+
+    curves: ClassVar[dict[str, str]] = {"alpha": "α (weight of the matching loss)"}
 
     @dataclass
     class Options:

@@ -21,8 +21,8 @@ MAX_COLUMNS = 3
 _NO_TIMESTAMP = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
 
-def _read_curves(path: Path, heads: Sequence[str]) -> dict[str, np.ndarray]:
-    """Test accuracy per head (plus ``epoch``) from one ``history.csv``; absent head columns are left out."""
+def _read_columns(path: Path, columns: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """``epoch`` and the ``columns`` (name → CSV column) present in one ``history.csv``, as floats."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: history file not found")
@@ -31,15 +31,18 @@ def _read_curves(path: Path, heads: Sequence[str]) -> dict[str, np.ndarray]:
             rows = list(csv.DictReader(handle))
         if not rows or "epoch" not in rows[0]:
             raise ValueError("no rows or no 'epoch' column")
-        columns = {"epoch": "epoch"} | {h: f"test_{h}_acc" for h in heads if f"test_{h}_acc" in rows[0]}
+        present = {"epoch": "epoch"} | {name: col for name, col in columns.items() if col in rows[0]}
         return {
-            name: np.array(
-                [float(row[column]) if row[column] not in ("", None) else math.nan for row in rows]
-            )
-            for name, column in columns.items()
+            name: np.array([float(row[col]) if row[col] not in ("", None) else math.nan for row in rows])
+            for name, col in present.items()
         }
     except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
         raise DataError(f"{path}: corrupt history file ({exc})") from exc
+
+
+def _read_curves(path: Path, heads: Sequence[str]) -> dict[str, np.ndarray]:
+    """Test accuracy per head (plus ``epoch``) from one ``history.csv``; absent head columns are left out."""
+    return _read_columns(path, {h: f"test_{h}_acc" for h in heads})
 
 
 def _seed_stats(curves: Sequence[Mapping[str, np.ndarray]], head: str, ddof: int) -> tuple[np.ndarray, ...]:
@@ -56,6 +59,76 @@ def _seed_stats(curves: Sequence[Mapping[str, np.ndarray]], head: str, ddof: int
     mean[count == 0] = np.nan
     var[count - ddof <= 0] = np.nan
     return epochs, mean, np.sqrt(var)
+
+
+def _new_figure(out_path: Path, formats: Sequence[str], n_panels: int) -> tuple[Figure, np.ndarray]:
+    n_columns = min(MAX_COLUMNS, n_panels)
+    n_rows = math.ceil(n_panels / n_columns)
+    fig = Figure(figsize=(4.2 * n_columns, 3.3 * n_rows), dpi=DPI)
+    canvas = FigureCanvasAgg(fig)
+    unsupported = set(formats) - set(canvas.get_supported_filetypes())
+    if unsupported:
+        raise MMBalanceError(f"{out_path}: unsupported figure format(s) {sorted(unsupported)}")
+    return fig, fig.subplots(n_rows, n_columns, squeeze=False, sharey=True).ravel()
+
+
+def _save(fig: Figure, out_path: Path, formats: Sequence[str]) -> list[Path]:
+    written = []
+    for fmt in formats:
+        path = Path(out_path).with_suffix(f".{fmt}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_NO_TIMESTAMP.get(fmt))
+        written.append(path)
+    return written
+
+
+def plot_history_columns(
+    lines: Mapping[str, tuple[Sequence[Path], str]],
+    out_path: Path,
+    ylabel: str,
+    title: str,
+    formats: Sequence[str] = ("png",),
+    *,
+    ddof: int = 1,
+) -> list[Path]:
+    """One panel with a line per label: a ``history.csv`` column over epochs, mean ± std over seeds.
+
+    Args:
+        lines: label → (its seeds' ``history.csv`` files, the column to draw). A label with no files
+            is listed as "not run" in the legend.
+        out_path: output path; its suffix is replaced by each format's.
+        ylabel, title: axis label and figure title.
+        formats: matplotlib file formats.
+        ddof: delta degrees of freedom of the band's std.
+
+    Raises:
+        DataError: a history file is missing or corrupt, or lacks the column.
+        MMBalanceError: no lines, or an unsupported format.
+    """
+    if not lines:
+        raise MMBalanceError(f"{out_path}: no lines to plot")
+    fig, axes = _new_figure(out_path, formats, 1)
+    fig.set_size_inches(6.4, 4.2)
+    ax = axes[0]
+    for index, (label, (files, column)) in enumerate(lines.items()):
+        curves = [_read_columns(path, {"value": column}) for path in files]
+        missing = [str(p) for p, curve in zip(files, curves, strict=True) if "value" not in curve]
+        if missing:
+            raise DataError(f"{', '.join(missing)}: no '{column}' column")
+        if not curves:
+            ax.plot([], [], color=f"C{index}", label=f"{label} (not run)")
+            continue
+        epochs, mean, std = _seed_stats(curves, "value", ddof)
+        ax.plot(epochs, mean, color=f"C{index}", label=label, linewidth=1.4)
+        ax.fill_between(epochs, mean - std, mean + std, color=f"C{index}", alpha=0.2, lw=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{title}\n(mean ± std over seeds)", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out_path, formats)
 
 
 def plot_modality_curves(
@@ -90,14 +163,8 @@ def plot_modality_curves(
         raise MMBalanceError(f"{out_path}: no methods to plot")
     heads = ["fused", *modalities]
     colours = {head: f"C{i}" for i, head in enumerate(heads)} | {"fused": "black"}
+    fig, axes = _new_figure(out_path, formats, len(history_files))
     n_columns = min(MAX_COLUMNS, len(history_files))
-    n_rows = math.ceil(len(history_files) / n_columns)
-    fig = Figure(figsize=(4.2 * n_columns, 3.3 * n_rows), dpi=DPI)
-    canvas = FigureCanvasAgg(fig)
-    unsupported = set(formats) - set(canvas.get_supported_filetypes())
-    if unsupported:
-        raise MMBalanceError(f"{out_path}: unsupported figure format(s) {sorted(unsupported)}")
-    axes = fig.subplots(n_rows, n_columns, squeeze=False, sharey=True).ravel()
     for ax, (method, files) in zip(axes, history_files.items(), strict=False):
         curves = [_read_curves(path, heads) for path in files]
         ax.set_title(f"{method} ({len(curves)} seed{'s' if len(curves) != 1 else ''})", fontsize=10)
@@ -133,10 +200,4 @@ def plot_modality_curves(
         ax.set_ylabel("test accuracy (%)")
     fig.suptitle("Test accuracy per head (mean ± std over seeds)", fontsize=11)
     fig.tight_layout()
-    written = []
-    for fmt in formats:
-        path = Path(out_path).with_suffix(f".{fmt}")
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_NO_TIMESTAMP.get(fmt))
-        written.append(path)
-    return written
+    return _save(fig, out_path, formats)
