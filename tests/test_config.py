@@ -55,6 +55,20 @@ def test_wrong_type_is_named(params: dict) -> None:
         config.validate(params)
 
 
+def test_method_sets(params: dict) -> None:
+    params["experiment"]["method_sets"] = {"pair": ["concat", "sum"]}
+    params["experiment"]["methods"] = "pair"
+    config.validate(params)
+    assert config.experiment_methods(params) == ["concat", "sum"]
+    params["experiment"]["methods"] = "fast"
+    with pytest.raises(ConfigError, match="experiment.methods: unknown method set 'fast' \\(known: pair\\)"):
+        config.validate(params)
+    params["experiment"]["method_sets"]["pair"] = ["concat", "no_such_method"]
+    params["experiment"]["methods"] = "pair"
+    with pytest.raises(ConfigError, match="unknown method 'no_such_method'"):
+        config.validate(params)
+
+
 def test_unknown_method_and_dataset(params: dict) -> None:
     params["experiment"]["methods"] = ["concat", "no_such_method"]
     with pytest.raises(ConfigError, match="unknown method 'no_such_method'"):
@@ -93,9 +107,9 @@ def test_set_overrides_are_validated() -> None:
 
 
 def test_run_id_changes_only_for_the_changed_method(params: dict) -> None:
-    before = {m: config.run_dir(params, "synthav", m, 0) for m in params["experiment"]["methods"]}
+    before = {m: config.run_dir(params, "synthav", m, 0) for m in config.experiment_methods(params)}
     params["methods"]["ogm_ge"]["alpha"] = 0.3
-    after = {m: config.run_dir(params, "synthav", m, 0) for m in params["experiment"]["methods"]}
+    after = {m: config.run_dir(params, "synthav", m, 0) for m in config.experiment_methods(params)}
     assert [m for m in before if before[m] != after[m]] == ["ogm_ge"]
 
 

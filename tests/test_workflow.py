@@ -71,7 +71,8 @@ def job_counts(output: str) -> dict[str, int]:
 
 def n_runs(params) -> int:
     """Size of the experiment matrix: datasets x methods x seeds."""
-    return len(list(itertools.product(*params["experiment"].values())))
+    exp = params["experiment"]
+    return len(exp["datasets"]) * len(mmcfg.experiment_methods(params)) * len(exp["seeds"])
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def test_run_paths_are_those_of_mmbalance_config(params):
     exp = params["experiment"]
     expected = {
         mmcfg.run_dir(params, d, m, s) / "metrics.json"
-        for d, m, s in itertools.product(exp["datasets"], exp["methods"], exp["seeds"])
+        for d, m, s in itertools.product(exp["datasets"], mmcfg.experiment_methods(params), exp["seeds"])
     }
     assert planned == expected
     features = {Path(row[0]).parent for row in rows if row[2] == "extract"}
@@ -163,8 +164,8 @@ def test_misspelt_key_fails_naming_it(project_with_params):
 
 def test_unknown_method_fails_listing_known_ones(project_with_params, params):
     text = (REPO / "params.yaml").read_text()
-    first = params["experiment"]["methods"][0]
-    workdir = project_with_params(text.replace(f"methods: [{first}", "methods: [no_such_method", 1))
+    first = mmcfg.experiment_methods(params)[0]
+    workdir = project_with_params(text.replace(f"full: [{first}", "full: [no_such_method", 1))
     result = snakemake("--snakefile", REPO / "Snakefile", "--directory", workdir, "--dry-run")
     assert result.returncode != 0
     assert "unknown method 'no_such_method' (known: " in result.stdout + result.stderr
@@ -307,6 +308,6 @@ def test_dvc_yaml_matches_params(params):
     }
     for dataset in params["experiment"]["datasets"]:
         modalities = list(DATASETS.get(dataset).modalities)
-        for figure in curve_figures(params["experiment"]["methods"], modalities):
+        for figure in curve_figures(mmcfg.experiment_methods(params), modalities):
             figures.add(f"{params['paths']['tables']}/{dataset}_{figure.stem}.png")
     assert figures <= set(dvc["plots"])

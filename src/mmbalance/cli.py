@@ -149,8 +149,8 @@ def cmd_train(args: argparse.Namespace, params: dict) -> None:
 
 def configured_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
     """``{method: [run dir per seed]}`` of the experiment matrix for one dataset."""
-    exp = params["experiment"]
-    return {m: [config.run_dir(params, dataset, m, s) for s in exp["seeds"]] for m in exp["methods"]}
+    seeds = params["experiment"]["seeds"]
+    return {m: [config.run_dir(params, dataset, m, s) for s in seeds] for m in config.experiment_methods(params)}
 
 
 def finished_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
@@ -185,7 +185,7 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
     from mmbalance.report.tables import write_main_table
 
     out_dir = Path(args.out_dir or params["paths"]["tables"])
-    methods = params["experiment"]["methods"]
+    methods = config.experiment_methods(params)
     for dataset in params["experiment"]["datasets"]:
         summary = summary_path(params, dataset)
         if not summary.is_file():

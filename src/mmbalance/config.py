@@ -99,10 +99,24 @@ def validate(params: Any, source: str = "params.yaml") -> None:
                 raise ConfigError(f"{source}: missing key '{section}.{profile}.{dataset}'")
         if dataset not in params["data"]:
             raise ConfigError(f"{source}: missing key 'data.{dataset}'")
-    for method in params["experiment"]["methods"]:
+    for method in experiment_methods(params, source=source):
         METHODS.get(method)
     for method in params["methods"]:
         method_options(params, method, source=source)
+
+
+def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -> list[str]:
+    """The methods of the experiment matrix: ``experiment.methods`` as a list, or the list in
+    ``experiment.method_sets`` that it names (``full``, ``quick``)."""
+    exp = params["experiment"]
+    methods = exp["methods"]
+    if isinstance(methods, str):
+        sets = exp.get("method_sets", {})
+        if methods not in sets:
+            known = ", ".join(sorted(sets)) or "none defined"
+            raise ConfigError(f"{source}: experiment.methods: unknown method set '{methods}' (known: {known})")
+        methods = sets[methods]
+    return list(methods)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -39,7 +39,7 @@ if config != mmcfg.read_yaml(PARAMS_FILE):
     )
 
 DATASETS = config["experiment"]["datasets"]
-METHODS = config["experiment"]["methods"]
+METHODS = mmcfg.experiment_methods(config)
 SEEDS = config["experiment"]["seeds"]
 DATA = config["paths"]["data"]
 RESULTS = config["paths"]["results"]
