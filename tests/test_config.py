@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ def test_method_sets(params: dict) -> None:
     config.validate(params)
     assert config.experiment_methods(params) == ["concat", "sum"]
     params["experiment"]["methods"] = "fast"
-    with pytest.raises(ConfigError, match="experiment.methods: unknown method set 'fast' \\(known: pair\\)"):
+    message = "experiment.methods: unknown method set 'fast' (known: pair)"
+    with pytest.raises(ConfigError, match=re.escape(message)):
         config.validate(params)
     params["experiment"]["method_sets"]["pair"] = ["concat", "no_such_method"]
     params["experiment"]["methods"] = "pair"
@@ -127,3 +129,34 @@ def test_run_dir_layout(params: dict) -> None:
     path = config.run_dir(params, "synthav", "concat", 2)
     assert path.parts[0] == "results" and path.parts[1:3] == ("synthav", "concat")
     assert len(path.parts[3]) == config.HASH_LENGTH and path.parts[4] == "seed2"
+
+
+def test_variants_resolve_to_their_method_with_options(params: dict) -> None:
+    params["methods"]["ogm_ge"] = {"alpha": 0.5, "end_epoch": 20}
+    params["variants"] = {"ogm_plain": {"method": "ogm_ge", "options": {"modulation": "OGM"}}}
+    params["experiment"]["methods"] = ["ogm_ge", "ogm_plain"]
+    config.validate(params)
+    base = config.resolve_run(params, "synthav", "ogm_ge", 0)
+    variant = config.resolve_run(params, "synthav", "ogm_plain", 0)
+    assert variant["method_class"] == "ogm_ge" and variant["method"] == "ogm_plain"
+    assert variant["method_options"] == {**base["method_options"], "modulation": "OGM"}
+    assert variant["method_options"]["alpha"] == 0.5
+    assert variant["run_id"] != base["run_id"]
+    assert config.run_dir(params, "synthav", "ogm_plain", 0).parts[-3] == "ogm_plain"
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ({"concat": {"method": "sum"}}, "variants.concat: the name of a registered method"),
+        ({"mine": {"method": "nope"}}, "variants.mine.method: unknown method 'nope'"),
+        (
+            {"mine": {"method": "ogm_ge", "options": {"alpah": 1.0}}},
+            "unknown key 'variants.mine.options.alpah'",
+        ),
+    ],
+)
+def test_bad_variants_are_named(params: dict, variant: dict, message: str) -> None:
+    params["variants"] = variant
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.validate(params)

@@ -352,8 +352,8 @@ def test_history_column_figure(tmp_path: Path) -> None:
 def test_curve_figures_follow_the_methods_declarations() -> None:
     from mmbalance.report.curves import curve_figures
 
-    figures = {f.stem: f for f in curve_figures(["concat", "lfm_h", "lfm_lb", "aug"], ["audio", "video"])}
+    figures = {f.stem: f for f in curve_figures({}, ["concat", "lfm_h", "lfm_lb", "aug"], ["audio", "video"])}
     assert set(figures) == {"alpha", "classifiers"}
     assert figures["alpha"].lines == {"lfm_h": ("lfm_h", "alpha"), "lfm_lb": ("lfm_lb", "alpha")}
     assert figures["classifiers"].lines["aug: video"] == ("aug", "classifiers_video")
-    assert curve_figures(["concat", "sum"], ["audio", "video"]) == []
+    assert curve_figures({}, ["concat", "sum"], ["audio", "video"]) == []

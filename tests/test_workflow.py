@@ -308,6 +308,6 @@ def test_dvc_yaml_matches_params(params):
     }
     for dataset in params["experiment"]["datasets"]:
         modalities = list(DATASETS.get(dataset).modalities)
-        for figure in curve_figures(mmcfg.experiment_methods(params), modalities):
+        for figure in curve_figures(params, mmcfg.experiment_methods(params), modalities):
             figures.add(f"{params['paths']['tables']}/{dataset}_{figure.stem}.png")
     assert figures <= set(dvc["plots"])

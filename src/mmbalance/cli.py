@@ -150,7 +150,8 @@ def cmd_train(args: argparse.Namespace, params: dict) -> None:
 def configured_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
     """``{method: [run dir per seed]}`` of the experiment matrix for one dataset."""
     seeds = params["experiment"]["seeds"]
-    return {m: [config.run_dir(params, dataset, m, s) for s in seeds] for m in config.experiment_methods(params)}
+    methods = config.experiment_methods(params)
+    return {m: [config.run_dir(params, dataset, m, s) for s in seeds] for m in methods}
 
 
 def finished_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
@@ -202,7 +203,7 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
             formats=tuple(params["report"]["figure_formats"]),
             ddof=ddof,
         )
-        for figure in curve_figures(methods, modalities):
+        for figure in curve_figures(params, methods, modalities):
             lines = {label: (histories[m], column) for label, (m, column) in figure.lines.items()}
             written += plot_history_columns(
                 lines,

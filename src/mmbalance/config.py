@@ -99,8 +99,9 @@ def validate(params: Any, source: str = "params.yaml") -> None:
                 raise ConfigError(f"{source}: missing key '{section}.{profile}.{dataset}'")
         if dataset not in params["data"]:
             raise ConfigError(f"{source}: missing key 'data.{dataset}'")
+    validate_variants(params, source)
     for method in experiment_methods(params, source=source):
-        METHODS.get(method)
+        base_method(params, method)
     for method in params["methods"]:
         method_options(params, method, source=source)
 
@@ -114,7 +115,9 @@ def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -
         sets = exp.get("method_sets", {})
         if methods not in sets:
             known = ", ".join(sorted(sets)) or "none defined"
-            raise ConfigError(f"{source}: experiment.methods: unknown method set '{methods}' (known: {known})")
+            raise ConfigError(
+                f"{source}: experiment.methods: unknown method set '{methods}' (known: {known})"
+            )
         methods = sets[methods]
     return list(methods)
 
@@ -162,14 +165,49 @@ def typed_options(defaults: Any, overrides: Mapping[str, Any], where: str) -> di
     return merged
 
 
+def base_method(params: Mapping[str, Any], name: str) -> str:
+    """The registered method behind ``name``: ``name`` itself, or the ``method`` of ``variants.<name>``."""
+    variant = params.get("variants", {}).get(name)
+    if variant is None:
+        METHODS.get(name)
+        return name
+    return variant["method"]
+
+
+def method_class(params: Mapping[str, Any], name: str) -> type:
+    """The plugin class that trains runs of ``name`` (a registered method or a variant of one)."""
+    return METHODS.get(base_method(params, name))
+
+
 def method_options(params: Mapping[str, Any], method: str, source: str = "params.yaml") -> dict[str, Any]:
-    """The method's defaults merged with ``methods.<method>`` from params."""
-    cls = METHODS.get(method)
-    overrides = params.get("methods", {}).get(method, {}) or {}
+    """The options of a run of ``method``: the plugin's defaults, then ``methods.<plugin>``, then,
+    for a variant, ``variants.<method>.options`` (so a variant differs from its plugin's configured
+    run only in what it names)."""
+    base = base_method(params, method)
+    cls = METHODS.get(base)
+    overrides = dict(params.get("methods", {}).get(base, {}) or {})
     try:
-        return typed_options(cls.Options(), overrides, where=f"methods.{method}")
+        options = typed_options(cls.Options(), overrides, where=f"methods.{base}")
+        if base != method:
+            variant = params["variants"][method].get("options", {}) or {}
+            options = typed_options(cls.Options(**options), variant, where=f"variants.{method}.options")
+        return options
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def validate_variants(params: Mapping[str, Any], source: str) -> None:
+    """A variant is a registered method with options; its name must not shadow a registered one."""
+    registered = set(METHODS.names())
+    for name, variant in params.get("variants", {}).items():
+        if name in registered:
+            raise ConfigError(f"{source}: variants.{name}: the name of a registered method; choose another")
+        if variant["method"] not in registered:
+            known = ", ".join(sorted(registered))
+            raise ConfigError(
+                f"{source}: variants.{name}.method: unknown method '{variant['method']}' (known: {known})"
+            )
+        method_options(params, name, source=source)
 
 
 def short_hash(obj: Any) -> str:
@@ -219,6 +257,7 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
     resolved = {
         "dataset": dataset,
         "method": method,
+        "method_class": base_method(params, method),
         "method_options": method_options(params, method),
         "data": data_config(params, dataset),
         "features": feature_config(params, dataset),
@@ -233,7 +272,7 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
 
 def run_id(resolved: Mapping[str, Any]) -> str:
     """Hash of the keys that affect training (not the seed, which has its own path level)."""
-    keys = ("dataset", "method", "method_options", "feature_id", "train")
+    keys = ("dataset", "method", "method_class", "method_options", "feature_id", "train")
     return short_hash({"version": __version__, **{k: resolved[k] for k in keys}})
 
 

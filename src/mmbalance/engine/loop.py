@@ -46,7 +46,7 @@ def resolve_device(name: str) -> torch.device:
 
 def build_method(resolved: dict[str, Any], modalities: dict[str, str], num_classes: int) -> Method:
     spec = ModelSpec(modalities=modalities, encoders=resolved["train"]["encoders"], num_classes=num_classes)
-    return METHODS.get(resolved["method"])(resolved["method_options"], spec)
+    return METHODS.get(resolved["method_class"])(resolved["method_options"], spec)
 
 
 class Trainer:

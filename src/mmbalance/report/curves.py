@@ -8,10 +8,11 @@ the workflow, which must know the output files before they exist.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from mmbalance.registry import METHODS
+from mmbalance.config import method_class
 
 
 @dataclass
@@ -23,11 +24,13 @@ class CurveFigure:
     lines: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
-def curve_figures(methods: Sequence[str], modalities: Sequence[str]) -> list[CurveFigure]:
-    """The figures the methods declare, in the order they first appear."""
+def curve_figures(
+    params: Mapping[str, Any], methods: Sequence[str], modalities: Sequence[str]
+) -> list[CurveFigure]:
+    """The figures the methods (registered ones or variants in ``params``) declare, in order."""
     figures: dict[str, CurveFigure] = {}
     for method in methods:
-        for pattern, ylabel in METHODS.get(method).curves.items():
+        for pattern, ylabel in method_class(params, method).curves.items():
             stem = pattern.replace("_{modality}", "").replace("{modality}", "")
             figure = figures.setdefault(stem, CurveFigure(stem, ylabel))
             if "{modality}" in pattern:
