@@ -110,8 +110,7 @@ def history_figure_files():
         f"{TABLES}/{dataset}_{figure.stem}.{fmt}"
         for dataset in DATASETS
         for figure in curve_figures(
-            config,
-            METHODS, list(DATASET_REGISTRY.get(dataset).modalities)
+            config, METHODS, list(DATASET_REGISTRY.get(dataset).modalities)
         )
         for fmt in FIGURE_FORMATS
     ]
