@@ -18,6 +18,7 @@ from mmbalance.methods.gradient_modification import (
     linear_layers,
     modification_matrix,
     modify_gradients,
+    scope_layers,
 )
 from mmbalance.methods.mie import MIE, Stage, stage_at
 from mmbalance.methods.sam import code_sam_loss, faithful_sam_gradients
@@ -161,6 +162,65 @@ def test_covariance_pass_matches_numpy() -> None:
             expected[name] = expected[name] + np.outer(x.mean(0), x.mean(0))
     for name, value in expected.items():
         np.testing.assert_allclose(covariances[name].numpy(), value, rtol=1e-6, atol=1e-9)
+
+
+def test_convolution_covariance_uses_batch_mean_input_patches() -> None:
+    """Eq. 5 for a Conv2d: z̄ is the mean over batch and positions of the kh×kw input patches,
+    computed here by slicing the zero-padded input by hand."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=False)
+    batches = [torch.randn(n, 2, 5, 4) for n in (2, 3)]
+    covariances = cumulative_input_covariance({"c": conv}, batches, conv)
+    expected = torch.zeros(18, 18, dtype=torch.float64)
+    for x in batches:
+        padded = F.pad(x.double(), (1, 1, 1, 1))
+        patches = [
+            padded[:, :, i : i + 3, j : j + 3].reshape(len(x), -1)
+            for i in range(0, padded.shape[2] - 2, 2)
+            for j in range(0, padded.shape[3] - 2, 2)
+        ]
+        mean = torch.stack(patches).mean(dim=(0, 1))
+        expected += torch.outer(mean, mean)
+    torch.testing.assert_close(covariances["c"], expected)
+
+
+def test_convolution_gradient_is_multiplied_as_a_flattened_weight() -> None:
+    conv = nn.Conv2d(2, 3, 3, bias=False)
+    conv.weight.grad = torch.randn_like(conv.weight)
+    before = conv.weight.grad.clone()
+    t = modification_matrix(random_covariance(18, 4), TAU)[0]
+    assert modify_gradients({"c": conv}, {"c": t, "other": torch.eye(2)}) == ["c"]
+    torch.testing.assert_close(conv.weight.grad, (before.reshape(3, 18) @ t).reshape(before.shape))
+    assert modify_gradients({"c": conv}, {"c": torch.eye(9)}) == []  # input size mismatch: untouched
+
+
+def test_scope_takes_layers_from_the_output_down_to_the_parameter_share(tiny_spec: ModelSpec) -> None:
+    model = make_method(tiny_spec).build()
+    head, encoder = model.fusion.heads["audio"], model.encoders["audio"]
+    assert list(scope_layers(head, encoder, None)) == ["0", "2", "3"]
+    total = sum(p.numel() for p in (*head.parameters(), *encoder.parameters()))
+    everything = scope_layers(head, encoder, 1.0)
+    convs = [n for n, m in encoder.named_modules() if isinstance(m, nn.Conv2d)]
+    assert list(everything) == ["3", "2", "0", *[f"encoder.{n}" for n in reversed(convs)]]
+    for fraction in (0.05, 0.3, 0.6):
+        chosen = scope_layers(head, encoder, fraction)
+        sizes = [sum(p.numel() for p in layer.parameters()) for layer in chosen.values()]
+        assert sum(sizes[:-1]) < fraction * total <= sum(sizes) or len(chosen) == len(everything)
+        assert list(chosen) == list(everything)[: len(chosen)]
+
+
+def test_fraction_scope_modifies_encoder_convolutions_after_a_stage(tiny_spec: ModelSpec) -> None:
+    torch.manual_seed(0)
+    method = make_method(tiny_spec, gm_scope="fraction", gm_fraction=1.0, stage_epochs=[1])
+    model = method.build()
+    batches = [make_batch(seed=i) for i in range(2)]
+    method.build_matrices(model, "audio", batches)
+    assert any(name.startswith("encoder.") for name in method.matrices["audio"])
+    ctx = make_context(method, model, epoch=1)
+    method.on_epoch_start(ctx)
+    logs = method.training_step(make_batch(seed=5), ctx)
+    shared = [n for n in method.matrices["audio"] if n.startswith("encoder.") and "stem" not in n]
+    assert logs["gm_layers"] == 3 + len(shared)
 
 
 # --- stages --------------------------------------------------------------------------------------

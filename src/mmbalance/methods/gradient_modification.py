@@ -1,14 +1,16 @@
 """MIE's flat-direction gradient modification (Eq. 5–8; methods.md §A2.2–A2.3).
 
-After a stage of modality ``k``: per Linear layer of ``k``'s network, the cumulative outer
-product of the layer's batch-mean input over one pass of the training data (Eq. 5,
-``Ȳ = Σ_t z̄_t z̄_tᵀ``, no normalisation), its SVD ``Ȳ = U Λ Vᵀ`` and
+After a stage of modality ``k``: per layer of ``k``'s network in the modification scope, the
+cumulative outer product of the layer's batch-mean input over one pass of the training data
+(Eq. 5, ``Ȳ = Σ_t z̄_t z̄_tᵀ``, no normalisation), its SVD ``Ȳ = U Λ Vᵀ`` and
 ``T = V exp(−τ (Λ − λ_min)/(λ_max − λ_min)) Vᵀ`` (Eq. 7). While the next modality ``l`` trains,
-each Linear weight gradient of ``l`` is right-multiplied by ``T`` of the same-named layer of
-``k`` (Eq. 8 in PyTorch's ``(out, in)`` weight layout, as in the IGM code: ``W.grad ← W.grad @ T``);
-biases are left alone. The layers are found by type under a module, so widening the scope
-beyond the head (Table 4) means passing a larger module (Conv2d layers would need unfolded
-patches, the code's unused branch, and are not handled here).
+each weight gradient of ``l``'s same-named layer is right-multiplied by ``T`` (Eq. 8 in PyTorch's
+``(out, in)`` weight layout, as in the IGM code: ``W.grad ← W.grad @ T``); biases are left alone.
+
+Linear layers use their input vector. Convolutions (the wider scopes of Table 4) use their input
+*patches*: the layer input unfolded with the convolution's kernel, stride, padding and dilation,
+averaged over the batch and the positions (the IGM code's unused ``Conv2d`` branch), and the
+weight seen as ``(out, in·kh·kw)``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 FLAT_TOLERANCE = 1e-10
 """``λ_max − λ_min ≤ FLAT_TOLERANCE · λ_max`` counts as a flat spectrum (the 0/0 of Eq. 7)."""
+
+
+ModifiableLayer = nn.Linear | nn.Conv2d
 
 
 def linear_layers(module: nn.Module) -> dict[str, nn.Linear]:
@@ -28,20 +34,70 @@ def linear_layers(module: nn.Module) -> dict[str, nn.Linear]:
     return {name: layer for name, layer in module.named_modules() if isinstance(layer, nn.Linear)}
 
 
+def modifiable_layers(module: nn.Module) -> dict[str, ModifiableLayer]:
+    """Every ``nn.Linear`` and ungrouped ``nn.Conv2d`` under ``module``, in registration order."""
+    return {
+        name: layer
+        for name, layer in module.named_modules()
+        if isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv2d) and layer.groups == 1)
+    }
+
+
+def input_size(layer: ModifiableLayer) -> int:
+    """The size of the vector a weight row multiplies: ``in`` (Linear) or ``in·kh·kw`` (Conv2d)."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    kh, kw = layer.kernel_size
+    return layer.in_channels * kh * kw
+
+
+def mean_input(layer: ModifiableLayer, x: torch.Tensor) -> torch.Tensor:
+    """``z̄``: the batch mean of a Linear's input, or of a Conv2d's input patches over batch and positions."""
+    if isinstance(layer, nn.Linear):
+        return x.reshape(-1, x.shape[-1]).mean(0)
+    patches = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+    return patches.mean(dim=(0, 2))
+
+
+def scope_layers(head: nn.Module, encoder: nn.Module, fraction: float | None) -> dict[str, ModifiableLayer]:
+    """The layers of one modality's network that gradient modification touches (MIE Table 4).
+
+    ``fraction=None`` is the paper's and the code's scope: the head's Linear layers (named as in the
+    head). Otherwise layers are taken from the output downwards — the head's, then the encoder's in
+    reverse order (named ``encoder.<name>``) — while the parameters taken so far are below
+    ``fraction`` of the network's parameters: with a ResNet18 and a 3-layer head, the head alone is
+    the paper's 1.3 %, ``fraction=1.0`` every layer.
+    """
+    heads = linear_layers(head)
+    if fraction is None:
+        return heads
+    ordered = [*reversed(list(heads.items()))]
+    ordered += [(f"encoder.{n}", layer) for n, layer in reversed(list(modifiable_layers(encoder).items()))]
+    total = sum(p.numel() for p in (*head.parameters(), *encoder.parameters()))
+    chosen: dict[str, ModifiableLayer] = {}
+    taken = 0
+    for name, layer in ordered:
+        if taken >= fraction * total:
+            break
+        chosen[name] = layer
+        taken += sum(p.numel() for p in layer.parameters())
+    return chosen
+
+
 @torch.no_grad()
 def cumulative_input_covariance(
-    layers: dict[str, nn.Linear], batches: Iterable[Any], forward: Callable[[Any], object]
+    layers: dict[str, ModifiableLayer], batches: Iterable[Any], forward: Callable[[Any], object]
 ) -> dict[str, torch.Tensor]:
-    """Eq. 5: ``Ȳ = Σ_t z̄_t z̄_tᵀ`` (float64) of each layer's input, ``z̄_t`` its mean over batch ``t``.
+    """Eq. 5: ``Ȳ = Σ_t z̄_t z̄_tᵀ`` (float64) of each layer's input, ``z̄_t`` its mean over batch ``t``
+    (:func:`mean_input`: input patches for a convolution).
 
     ``forward(batch)`` runs the network (the caller chooses eval mode); hooks read the inputs.
     """
     sums: dict[str, torch.Tensor] = {}
 
     def hook(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
-        def record(_: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            x = args[0].detach().double()
-            mean = x.reshape(-1, x.shape[-1]).mean(0)
+        def record(layer: ModifiableLayer, args: tuple[torch.Tensor, ...]) -> None:
+            mean = mean_input(layer, args[0].detach().double())
             outer = torch.outer(mean, mean)
             sums[name] = sums[name] + outer if name in sums else outer
 
@@ -74,17 +130,20 @@ def modification_matrix(covariance: torch.Tensor, tau: float) -> tuple[torch.Ten
 
 
 @torch.no_grad()
-def modify_gradients(layers: dict[str, nn.Linear], matrices: dict[str, torch.Tensor]) -> list[str]:
-    """Eq. 8: ``W.grad ← W.grad @ T`` for each layer with a same-named ``T`` of matching input size.
+def modify_gradients(layers: dict[str, ModifiableLayer], matrices: dict[str, torch.Tensor]) -> list[str]:
+    """Eq. 8: ``W.grad ← W.grad @ T`` for each layer with a same-named ``T`` of matching input size
+    (a convolution's gradient viewed as ``(out, in·kh·kw)``).
 
-    Layers without such a ``T`` (e.g. a first head layer whose input size differs between the two
+    Layers without such a ``T`` (e.g. a first head layer or stem whose input size differs between
     modalities; the code pairs layers by weight shape) keep their gradient. Returns the names modified.
     """
     modified = []
     for name, layer in layers.items():
         t = matrices.get(name)
-        if t is None or layer.weight.grad is None or t.shape[0] != layer.in_features:
+        grad = layer.weight.grad
+        if t is None or grad is None or t.shape[0] != input_size(layer):
             continue
-        layer.weight.grad.copy_(layer.weight.grad @ t.to(layer.weight.grad))
+        flat = grad.reshape(grad.shape[0], -1)
+        grad.copy_((flat @ t.to(grad)).reshape(grad.shape))
         modified.append(name)
     return modified
