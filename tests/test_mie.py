@@ -282,3 +282,71 @@ def test_weight_fusion_favours_the_confident_modality(tiny_spec: ModelSpec) -> N
     fused = method.predict(ModelOutput({}, FusionOutput(None, {"audio": confident, "video": flat})))["fused"]
     average = (confident.softmax(1) + flat.softmax(1)) / 2
     assert torch.allclose(fused.sum(1), torch.ones(1)) and fused[0, 0] > average[0, 0]
+
+
+# --- the code's stage restarts: schedule and best-checkpoint reload --------------------------------
+def test_schedule_restart_returns_to_the_initial_rate_and_counts_afresh() -> None:
+    from mmbalance.engine.optim import Schedule
+
+    param = nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    schedule = Schedule(optimizer, {"name": "step", "step_size": 2, "gamma": 0.1})
+    for _ in range(3):
+        optimizer.step()
+        schedule.step(0.0)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    schedule.restart()
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(2):
+        optimizer.step()
+        schedule.step(0.0)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.1, 0.1, 0.01])
+
+
+def evaluation_with(f1_val: float, f1_test: float) -> dict:
+    return {"val": {"fused": {"macro_f1": f1_val}}, "test": {"fused": {"macro_f1": f1_test}}}
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_stage_start_reloads_the_best_epoch_on_the_chosen_split(tiny_spec: ModelSpec, split: str) -> None:
+    torch.manual_seed(0)
+    method = make_method(tiny_spec, stage_epochs=[2], reload_best=split, gm_scope="off")
+    model = method.build()
+    ctx = make_context(method, model, epoch=0)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    method.on_epoch_end(ctx, evaluation_with(0.6, 0.2) if split == "val" else evaluation_with(0.2, 0.6))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ctx.epoch = 1
+    method.on_epoch_end(ctx, evaluation_with(0.5, 0.5))  # worse on the chosen split: not kept
+    ctx.epoch = 2  # first epoch of stage 1
+    logs = method.on_epoch_start(ctx)
+    assert logs["reloaded"] == 1.0
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in best.items())
+    fresh = make_method(tiny_spec, stage_epochs=[2], reload_best=split, gm_scope="off")
+    fresh.load_state_dict(method.state_dict())
+    assert fresh.best_f1 == 0.6
+    assert all(torch.equal(fresh.best_weights[k], v) for k, v in best.items())
+
+
+def test_reload_off_and_schedule_restart_at_stage_start(tiny_spec: ModelSpec) -> None:
+    from mmbalance.engine.optim import Schedule
+
+    method = make_method(tiny_spec, stage_epochs=[2], restart_schedule=True)
+    model = method.build()
+    ctx = make_context(method, model, epoch=0)
+    ctx.schedule = Schedule(ctx.optimizer, {"name": "step", "step_size": 1, "gamma": 0.5})
+    method.on_epoch_end(ctx, evaluation_with(0.9, 0.9))
+    assert method.best_weights is None
+    ctx.optimizer.step()
+    ctx.schedule.step(0.0)
+    ctx.epoch = 1
+    assert "reloaded" not in method.on_epoch_start(ctx)
+    assert ctx.optimizer.param_groups[0]["lr"] == pytest.approx(0.005)  # inside stage 0: no restart
+    ctx.optimizer.step()
+    ctx.schedule.step(0.0)
+    ctx.epoch = 2
+    method.on_epoch_start(ctx)
+    assert ctx.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)

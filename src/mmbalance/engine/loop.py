@@ -150,6 +150,7 @@ class Trainer:
             modalities=self.method.modalities,
             num_classes=self.num_classes,
             data=self.batches,
+            schedule=self.schedule,
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:

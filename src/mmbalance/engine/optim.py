@@ -28,6 +28,8 @@ class Schedule:
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: dict[str, Any]) -> None:
         self.name = cfg["name"]
+        self.optimizer = optimizer
+        self.initial_lrs = [group["lr"] for group in optimizer.param_groups]
         self.scheduler: Any = None
         if self.name == "step":
             self.scheduler = torch.optim.lr_scheduler.StepLR(
@@ -46,6 +48,18 @@ class Schedule:
             self.scheduler.step()
         elif self.name == "plateau":
             self.scheduler.step(val_loss)
+
+    def restart(self) -> None:
+        """Start the schedule afresh: initial learning rates, step count and plateau history reset
+        (MIE's code builds a new optimiser and StepLR at every stage)."""
+        for group, lr in zip(self.optimizer.param_groups, self.initial_lrs, strict=True):
+            group["lr"] = lr
+        if self.name == "step":
+            self.scheduler.last_epoch = 0
+        elif self.name == "plateau":
+            self.scheduler.best = self.scheduler.mode_worse
+            self.scheduler.num_bad_epochs = 0
+            self.scheduler.cooldown_counter = 0
 
     def state_dict(self) -> dict[str, Any]:
         return self.scheduler.state_dict() if self.scheduler is not None else {}

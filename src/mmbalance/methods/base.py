@@ -61,6 +61,8 @@ class Context:
     data: dict[str, Any] | None = None
     """Mini-batch iterators of the splits (``SplitBatches`` for ``train``, ``val``, ``test``), for
     methods that need extra passes over data (prototypes, covariance statistics, held-out batches)."""
+    schedule: Any = None
+    """The learning-rate ``Schedule`` (``engine.optim``), for methods that restart it (MIE's stages)."""
 
 
 class Method:
