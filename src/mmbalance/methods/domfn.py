@@ -47,9 +47,10 @@ from mmbalance.models.model import ModelOutput, build_model
 from mmbalance.registry import register_method
 
 FUSED_HIDDEN = (64,)
-
+"""Hidden layer of the fused network, ``Linear(Σd → 64) → ReLU → Linear(64 → C)`` (``multi_encoder``)."""
 
 Scores = dict[str, torch.Tensor]
+"""Per-modality tensors (outputs, cross-entropies or penalties)."""
 
 
 def divergence(scores: Scores, fused: torch.Tensor, reference: str) -> Scores:
@@ -58,14 +59,12 @@ def divergence(scores: Scores, fused: torch.Tensor, reference: str) -> Scores:
     return {m: (s - ref).pow(2).amax(dim=1) for m, s in scores.items()}
 
 
-def consistent(penalties: dict[str, torch.Tensor], tau: float, gamma: float) -> torch.Tensor:
+def consistent(penalties: Scores, tau: float, gamma: float) -> torch.Tensor:
     """``∀m: π_m/τ < γ`` elementwise: the outputs agree enough to fuse."""
     return torch.stack([p / tau < gamma for p in penalties.values()]).all(dim=0)
 
 
-def joint_objective(
-    ce: dict[str, torch.Tensor], ce_fused: torch.Tensor, penalties: dict[str, torch.Tensor], eta: float
-) -> torch.Tensor:
+def joint_objective(ce: Scores, ce_fused: torch.Tensor, penalties: Scores, eta: float) -> torch.Tensor:
     """``Σ_m(½CE_m² − ηπ_m) + (Σ_m CE_m + CE_mm)``: modality losses plus the joint loss (any shape)."""
     modality = sum(0.5 * ce[m] ** 2 - eta * penalties[m] for m in ce)
     return modality + sum(ce.values()) + ce_fused
@@ -96,11 +95,12 @@ class DOMFN(Method):
         ctx.model.fusion.joint.requires_grad_(not pretraining)
         return {"pretraining": float(pretraining)}
 
-    def scores(self, outputs: ModelOutput) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def scores(self, outputs: ModelOutput) -> tuple[Scores, torch.Tensor]:
         """Sigmoid outputs of the modality heads and of the fused network."""
         return {m: torch.sigmoid(outputs.modality[m]) for m in self.modalities}, torch.sigmoid(outputs.fused)
 
     def loss(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> tuple[torch.Tensor, Logs]:
+        """Pre-training ``Σ_m CE_m``; then the joint objective or ``Σ_m CE_m`` by the consistency test."""
         opts = self.options
         y = batch.labels
         scores, fused = self.scores(outputs)
