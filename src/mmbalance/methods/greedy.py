@@ -3,15 +3,17 @@
 Wu, Jastrzebski, Cho & Geras, "Characterizing and Overcoming the Greedy Nature of Learning in
 Multi-modal Deep Neural Networks", ICML 2022 (official code ``nyukat/greedy_multimodal_learning``,
 ``Bias_Mitigation_Strong`` in ``src/callbacks.py``, ``MMTM_mitigate`` in ``src/balanced_mmtm.py``).
-Model: two encoders coupled by MMTMs (:mod:`mmbalance.models.mmtm`, as ``channel``).
+Model: two encoders coupled by MMTMs (:mod:`mmbalance.models.mmtm`, as ``channel``), one linear
+classifier per branch, prediction ``ŷ = (ŷ_0 + ŷ_1)/2`` (paper Fig. 1; code ``MMTM_MVCNN``), loss
+``Σ_m CE(ŷ_m)`` (code ``blend_loss``).
 
 Per training step without curation, after backward (the code's ``compute_BDR``):
 
 * conditional learning speed of modality ``m`` over a parameter set ``P``: ``‖∇_P‖² / ‖P‖²``
   (sums over the whole set), accumulated over steps: ``M_main,m`` over ``m``'s own branch — its
-  encoder, plus its own classifier where the head has one per modality (``head=branch_average``;
-  the shared Concat head belongs to no branch) — and ``M_bypass,m`` over the MMTM parameters that
-  touch ``m``: every module's shared squeeze layer and ``m``'s excitation layers;
+  encoder and its classifier (with ``head=concat`` the shared Concat head belongs to no branch) —
+  and ``M_bypass,m`` over the MMTM parameters that touch ``m``: every module's squeeze layer
+  (shared by both modalities) and ``m``'s excitation layers;
 * ``BDR_m = log10(M_bypass,m / M_main,m)``, ``d = BDR_0 − BDR_1`` (modalities in dataset order);
 * from ``start_epoch`` on, if ``|d| > ε`` a curation window opens for the next ``window`` (Q)
   steps on modality ``c = 0`` if ``d > 0`` else ``1``: in every MMTM ``c``'s gate is replaced by
@@ -26,11 +28,11 @@ evaluation included, and evaluates in curation mode when a window is open at the
 ``running_average=code_quirk`` reproduces the code's update of the second modality's average with
 the first modality's gate (both then hold modality 0's average; needs equal channel counts).
 
-Paper-vs-code switches (defaults first): ``stages`` ``[1, 2, 3, 4]`` (§B12) | ``[2, 3, 4]`` (code
-``mmtm2..4``); ``gate`` ``2sigmoid`` (MMTM paper) | ``sigmoid`` (code); ``head`` ``concat`` (§B12:
-CE on the Concat head) | ``branch_average`` (code: one linear classifier per branch, loss
-``Σ_m CE(o_m)``, prediction from the mean of the branch logits); ``start_epoch`` is 0-based:
-the default 1 is the code's ``starting_epoch=2`` counted from 1 (Poutyne's epochs).
+Switches (defaults first): ``stages`` ``[1, 2, 3, 4]`` (spec §B12) | ``[2, 3, 4]`` (code
+``mmtm2..4``); ``gate`` ``2sigmoid`` (MMTM paper) | ``sigmoid`` (code); ``head``
+``branch_average`` (paper Fig. 1 and code) | ``concat`` (the spec's "concat head" reading: CE on
+a Concat head, per-modality logits from its column blocks); ``start_epoch`` is 0-based: the
+default 1 is the code's ``starting_epoch=2`` counted from 1 (Poutyne's epochs).
 Two modalities only (``d`` is a pairwise difference).
 """
 
@@ -51,7 +53,7 @@ from mmbalance.models.mmtm import GateOverride, MMTMModel
 from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
 
-HEAD_FUSIONS = {"concat": "concat", "branch_average": "sum"}
+HEAD_FUSIONS = {"branch_average": "sum", "concat": "concat"}
 
 
 def parameter_sets(model: MMTMModel, modality: str) -> dict[str, list[nn.Parameter]]:
@@ -94,7 +96,7 @@ class Greedy(Channel):
 
     @dataclass
     class Options(Channel.Options):
-        head: str = field(default="concat", metadata={"choices": tuple(HEAD_FUSIONS)})
+        head: str = field(default="branch_average", metadata={"choices": tuple(HEAD_FUSIONS)})
         epsilon: float = 0.01
         window: int = 5
         start_epoch: int = 1
