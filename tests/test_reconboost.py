@@ -15,7 +15,7 @@ from mmbalance.config import typed_options
 from mmbalance.engine import loop
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.methods.base import Batch, Context, ModelSpec
 from mmbalance.methods.reconboost import ReconBoost, consolidation_loss, phase_at, reconcilement_loss
 from tests.conftest import make_batch
 
@@ -195,6 +195,29 @@ def test_optimizer_state_is_cleared_at_each_phase_start(tiny_spec: ModelSpec) ->
         ctx.epoch = epoch
         method.on_epoch_start(ctx)
         assert (not ctx.optimizer.state) == cleared
+
+
+def test_three_modalities_cycle_with_the_previous_stage_as_memory(tiny_spec: ModelSpec) -> None:
+    """Stage 2 boosts the third modality against ``β(g_a + g_v)``; its GA target is ``g_v`` (stage 1)."""
+    spec = ModelSpec(
+        modalities={**tiny_spec.modalities, "depth": "frames"},
+        encoders={**tiny_spec.encoders, "depth": tiny_spec.encoders["video"]},
+        num_classes=tiny_spec.num_classes,
+    )
+    method, model, ctx = setup(spec, epoch=4, epochs_per_stage=1, correct_epochs=1)
+    base = make_batch()
+    batch = Batch({**base.inputs, "depth": base.inputs["video"].flip(0)}, base.labels, base.index)
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        g = {m: reference.fusion.head(z).double().numpy() for m, z in reference.encode(batch.inputs).items()}
+    logs = method.training_step(batch, ctx)
+    y = batch.labels.numpy()
+    p, q = softmax(g["depth"]), softmax(g["audio"] + g["video"])  # β = 1
+    rows = [(-5.0 * np.log(p[i, y[i]]) + q[i, y[i]] * np.log(p[i, y[i]])) / 3 for i in range(len(y))]
+    assert logs["reconcile"] == pytest.approx(np.mean(rows), rel=1e-5)
+    assert logs["consolidation"] == pytest.approx(((p - softmax(g["video"])) ** 2).mean(), rel=1e-5)
+    with_grad = {name.split(".")[1] for name, w in model.named_parameters() if w.grad is not None}
+    assert with_grad == {"depth", "head"}
 
 
 def test_invalid_options(tiny_spec: ModelSpec) -> None:
