@@ -91,6 +91,23 @@ def test_three_modality_shapley_outputs_match_balancebenchmark_weights() -> None
     assert float(m["a"] + m["v"] + m["t"]) == pytest.approx(f["avt"])
 
 
+def test_three_modalities_train_with_outputs_summing_to_f(tiny_spec: ModelSpec) -> None:
+    spec = ModelSpec(
+        {**tiny_spec.modalities, "flow": "frames"},
+        {**tiny_spec.encoders, "flow": {"name": "resnet10", "width": 4}},
+        3,
+    )
+    method, model, ctx = setup(spec)
+    batch = make_batch()
+    batch.inputs["flow"] = batch.inputs["video"].flip(0)
+    logs = method.training_step(batch, ctx)
+    assert {"coef_audio", "coef_video", "coef_flow"} <= set(logs)
+    model.eval()
+    with torch.no_grad():
+        out = model(batch.inputs)
+    assert torch.allclose(sum(out.modality.values()), out.fused, atol=1e-5)
+
+
 def close(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal up to rounding relative to the tensor's scale (entrywise rtol fails near zero)."""
     return float((a - b).abs().max()) <= 1e-5 * float(b.abs().max()) + 1e-12

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.methods.base import Batch, Context, Logs, Method
+from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
 from mmbalance.models.model import build_model
 from mmbalance.models.shapley import ShapleyModel
 from mmbalance.registry import register_method
@@ -104,7 +104,7 @@ class AGM(Method):
         masked_gradients: bool = False
         fusion: str = field(default="concat", metadata={"choices": ("concat", "sum")})
 
-    def __init__(self, options: dict[str, Any], spec: Any) -> None:
+    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
         super().__init__(options, spec)
         self.score_means = dict.fromkeys(self.modalities, 0.0)
         self.iterations = 0

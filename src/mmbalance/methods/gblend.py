@@ -33,7 +33,7 @@ Choices and deviations:
   state), on the batches of epochs ``e … e+N−1`` of the training order; they run under
   ``torch.random.fork_rng``, so the main run's random stream is the same with or without them and a
   resumed run re-estimates identically.
-* ``ΔO_k² `` below 1e-12 is taken as 1e-12; if every ``ΔG_k`` is 0 the weights are uniform.
+* ``ΔO_k²`` below 1e-12 is taken as 1e-12; if every ``ΔG_k`` is 0 the weights are uniform.
 * Without data splits in the context (unit tests of a single step) the weights keep their uniform
   initial value.
 """
