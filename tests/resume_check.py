@@ -23,17 +23,25 @@ def history(run_dir: Path) -> list[dict]:
 
 
 def train_killed_and_resumed(
-    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, options: dict
+    workspace: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    options: dict | None = None,
+    kill_after: int = 1,
 ) -> list[dict]:
-    """Train ``method`` once straight through and once killed after epoch 1 then resumed; return the history.
+    """Train ``method`` once straight through and once killed after epoch ``kill_after`` then resumed;
+    return the history. ``options`` replace ``methods.<method>`` of the workspace's params (``None``
+    keeps them).
 
     Asserts equal histories, metrics and final checkpoints (model and method state).
     """
     torch.set_num_threads(1)
     params = config.load_params(workspace)
-    params = config.apply_overrides(
-        params, [f"paths.results={tmp_path / 'results'}", f"methods.{method}={json.dumps(options)}"]
-    )
+    overrides = [f"paths.results={tmp_path / 'results'}"]
+    if options is not None:
+        overrides.append(f"methods.{method}={json.dumps(options)}")
+    params = config.apply_overrides(params, overrides)
     resolved = config.resolve_run(params, "synthav", method, 0)
     features = config.feature_dir(params, "synthav")
     loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
@@ -43,12 +51,13 @@ def train_killed_and_resumed(
 
     def save_then_die(path: Path, state: dict) -> None:
         save(path, state)
-        if state["epoch"] == 1:
+        if state["epoch"] == kill_after:
             raise KilledError
 
     monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(KilledError):
         loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
+    assert not (tmp_path / "resumed" / "metrics.json").exists()
     monkeypatch.setattr(loop, "save_checkpoint", save)
     loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
     assert history(tmp_path / "resumed") == rows
@@ -56,6 +65,7 @@ def train_killed_and_resumed(
     assert (tmp_path / "resumed" / "metrics.json").read_bytes() == reference
     a = torch.load(tmp_path / "reference" / loop.CHECKPOINT, weights_only=False)
     b = torch.load(tmp_path / "resumed" / loop.CHECKPOINT, weights_only=False)
-    assert a["method"] == b["method"]
+    assert repr(a["method"]) == repr(b["method"])
+    assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     return rows

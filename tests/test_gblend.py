@@ -77,7 +77,7 @@ def test_loss_is_the_weighted_sum_of_unimodal_and_fused_ce(tiny_spec: ModelSpec)
 
 
 def test_unimodal_heads_are_independent_of_the_fused_head() -> None:
-    fusion = FUSIONS.get("concat_plus_heads")({"audio": 5, "video": 4}, 3)
+    fusion = FUSIONS.get("concat_heads")({"audio": 5, "video": 4}, 3)
     z = {"audio": torch.randn(6, 5, requires_grad=True), "video": torch.randn(6, 4, requires_grad=True)}
     out = fusion(z)
     assert torch.allclose(out.fused, fusion.fc(torch.cat([z["audio"], z["video"]], 1)))

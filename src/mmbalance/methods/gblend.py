@@ -3,7 +3,7 @@
 Wang, Tran & Feiszli, "What Makes Training Multi-modal Classification Networks Hard?", CVPR 2020
 (no official code; BalanceBenchmark ``GBlending`` at 4c1482f; methods.md §B10).
 
-Model: fusion ``concat_plus_heads`` — one linear head per modality next to the fused concat head.
+Model: fusion ``concat_heads`` — one linear head per modality next to the fused concat head.
 Loss (§3.3): ``Σ_k w_k CE(o_k, y)`` over ``k ∈ {modalities…, fused}``.
 
 Weights (§3.2, Eq. 5–6, approximated as in §3.3): for each ``k`` a deep copy of the current model is
@@ -114,7 +114,7 @@ def mean_loss(model: nn.Module, output: str, batches: Iterable[Batch]) -> float:
 class GBlend(Method):
     """Weighted sum of unimodal and fused CE with OGR-estimated weights."""
 
-    fusion = "concat_plus_heads"
+    fusion = "concat_heads"
     curves: ClassVar[dict[str, str]] = {
         "blend_weight_{modality}": "G-Blend loss weight w_m",
         "blend_weight_fused": "G-Blend loss weight of the fused head",

@@ -1,4 +1,4 @@
-"""Concat head plus separate unimodal heads (MMPareto's ``AVClassifier``; methods.md §B19).
+"""Concat head plus separate unimodal heads (MMPareto's ``AVClassifier``, §B19; G-Blend, §B10).
 
 ``o = W [z_1; …; z_M] + b`` (the multimodal head) and ``o_m = W_m z_m + b_m`` (one linear head per
 modality, trained by its own unimodal loss). Unlike ``concat`` the unimodal logits are not blocks
