@@ -77,9 +77,13 @@ DATASETS: Registry = Registry("dataset", "mmbalance.data.datasets")
 ENCODERS: Registry = Registry("encoder", "mmbalance.models.encoders")
 FUSIONS: Registry = Registry("fusion", "mmbalance.models.fusions")
 FRONTENDS: Registry = Registry("audio front-end", "mmbalance.data.frontends")
+KINDS: Registry = Registry("modality kind", "mmbalance.data.kinds")
+ADAPTERS: Registry = Registry("encoder adapter", "mmbalance.models.encoders")
 
 register_method = METHODS.register
 register_dataset = DATASETS.register
 register_encoder = ENCODERS.register
 register_fusion = FUSIONS.register
 register_frontend = FRONTENDS.register
+register_kind = KINDS.register
+register_adapter = ADAPTERS.register

@@ -30,39 +30,26 @@ import librosa
 import numpy as np
 
 from mmbalance import __version__
-from mmbalance.data.audio import preload
 from mmbalance.data.datasets.base import MANIFEST, SPLITS, Item, parallel_map, sha256_file
 from mmbalance.data.store import FORMAT_VERSION, array_entry
-from mmbalance.data.video import read_frames
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import write_csv, write_json
-from mmbalance.registry import DATASETS, FRONTENDS
-
-KIND_DTYPES = {"spectrogram": np.float16, "frames": np.uint8}
+from mmbalance.registry import DATASETS, KINDS
 
 
 def _modality_config(modalities: Mapping[str, str], feature_cfg: Mapping[str, Any]) -> dict[str, dict]:
     """Check ``feature_cfg`` has what each modality's kind needs; return it per modality."""
-    needs = {"spectrogram": ("frontend", "seconds"), "frames": ("frames", "rate", "size")}
     out = {}
     for modality, kind in modalities.items():
-        if kind not in needs:
+        if kind not in KINDS:
             raise ConfigError(f"modality '{modality}': no feature extractor for kind '{kind}'")
-        cfg = feature_cfg.get(modality)
-        missing = [key for key in needs[kind] if not isinstance(cfg, Mapping) or key not in cfg]
-        if missing:
-            raise ConfigError(f"features: missing key '{modality}.{missing[0]}'")
-        if kind == "spectrogram":
-            FRONTENDS.get(cfg["frontend"])
-        out[modality] = dict(cfg)
+        out[modality] = KINDS.get(kind)().check(modality, feature_cfg.get(modality))
     return out
 
 
 def feature_shape(kind: str, cfg: Mapping[str, Any]) -> tuple[int, ...]:
     """The per-clip array shape of a modality of ``kind`` with settings ``cfg``."""
-    if kind == "spectrogram":
-        return FRONTENDS.get(cfg["frontend"]).output_shape(cfg["seconds"])
-    return (int(cfg["frames"]), 3, int(cfg["size"]), int(cfg["size"]))
+    return KINDS.get(kind)().shape(cfg)
 
 
 def _features(
@@ -77,10 +64,7 @@ def _features(
             raise DataError(f"{path}: file not found")
         if sha256_file(path) != expected[modality]:
             raise DataError(f"{path}: sha256 does not match the raw manifest (altered or truncated file)")
-        if kind == "spectrogram":
-            out[modality] = FRONTENDS.get(cfg["frontend"])(cfg["seconds"])(path).astype(np.float16)
-        else:
-            out[modality] = read_frames(path, int(cfg["frames"]), float(cfg["rate"]), int(cfg["size"]))
+        out[modality] = KINDS.get(kind)().compute(path, cfg)
     return out
 
 
@@ -113,7 +97,7 @@ def _extract_split(
         modality: np.lib.format.open_memmap(
             folder / f"{modality}.npy",
             mode="w+",
-            dtype=KIND_DTYPES[kind],
+            dtype=KINDS.get(kind).dtype,
             shape=(len(items), *feature_shape(kind, cfg)),
         )
         for modality, (kind, cfg) in specs.items()
@@ -195,8 +179,8 @@ def extract(
             )
     tasks = {split: _tasks(items, raw_dir, hashes, raw_manifest_path) for split, items in splits.items()}
 
-    if "spectrogram" in plugin.modalities.values():
-        preload()
+    for kind in sorted(set(plugin.modalities.values())):
+        KINDS.get(kind)().preload()
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=out_dir))
     try:

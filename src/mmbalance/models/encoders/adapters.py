@@ -1,6 +1,7 @@
 """Input adapters that turn a modality's stored features into a feature vector.
 
-The kind of a modality (declared by its dataset) decides the adapter:
+The kind of a modality (declared by its dataset) decides the adapter, a builder registered with
+``@register_adapter(kind)`` (a new kind adds one file under ``models/encoders/``):
 ``spectrogram`` — (B, F, T) float → 1-channel image → trunk → global average pool;
 ``frames`` — (B, T, 3, H, W) uint8 → ImageNet-normalised, frames folded into the
 batch → trunk → average pool over time and space (the LFM/AUG ``VideoEncoder``).
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbalance.errors import ConfigError
-from mmbalance.registry import ENCODERS
+from mmbalance.registry import ADAPTERS, ENCODERS, register_adapter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -77,16 +78,25 @@ class FramesEncoder(nn.Module):
         return self.pool(self.trunk(self.images(x)), x.shape[0])
 
 
-ADAPTERS: dict[str, tuple[type[nn.Module], int]] = {
-    "spectrogram": (SpectrogramEncoder, 1),
-    "frames": (FramesEncoder, 3),
-}
+@register_adapter("spectrogram")
+def spectrogram_encoder(cfg: dict) -> SpectrogramEncoder:
+    """A 1-channel trunk (``cfg["name"]``, ``width``) on the spectrogram seen as an image."""
+    return SpectrogramEncoder(
+        ENCODERS.get(cfg["name"])(in_channels=1, width=cfg["width"]), cfg.get("input_size")
+    )
+
+
+@register_adapter("frames")
+def frames_encoder(cfg: dict) -> FramesEncoder:
+    """A 3-channel trunk (``cfg["name"]``, ``width``) per frame, pooled over time and space."""
+    trunk = ENCODERS.get(cfg["name"])(in_channels=3, width=cfg["width"])
+    return FramesEncoder(trunk, cfg.get("input_size"))
 
 
 def build_encoder(kind: str, cfg: dict) -> nn.Module:
-    """Build the encoder for a modality of ``kind`` from ``{name, width, input_size}``."""
+    """The encoder of a modality of ``kind`` (its registered adapter) from the modality's encoder config."""
     if kind not in ADAPTERS:
-        raise ConfigError(f"no encoder adapter for modality kind '{kind}' (known: {', '.join(ADAPTERS)})")
-    adapter, channels = ADAPTERS[kind]
-    trunk = ENCODERS.get(cfg["name"])(in_channels=channels, width=cfg["width"])
-    return adapter(trunk, cfg.get("input_size"))
+        raise ConfigError(
+            f"no encoder adapter for modality kind '{kind}' (known: {', '.join(ADAPTERS.names())})"
+        )
+    return ADAPTERS.get(kind)(cfg)
