@@ -225,11 +225,11 @@ def plot_modality_gap(
     *,
     ddof: int = 1,
 ) -> list[Path]:
-    """The modality performance gap over epochs, one line per method (mean ± std over seeds).
+    """The modality performance gap over epochs, one panel per method (mean ± std over seeds).
 
     The gap is the largest minus the smallest test accuracy of the modality heads (``|audio − video|``
-    for two), per seed and epoch. A method with no files is listed as "not run", one whose files
-    have fewer than two modality heads as "no modality heads".
+    for two), per seed and epoch. A method with no files gets a "not run" panel, one whose files
+    have fewer than two modality heads a "no modality heads" panel.
 
     Raises:
         DataError: a history file is missing or corrupt, or only some seeds of a method log the heads.
@@ -237,28 +237,31 @@ def plot_modality_gap(
     """
     if not history_files:
         raise MMBalanceError(f"{out_path}: no methods to plot")
-    fig, axes = _new_figure(out_path, formats, 1)
-    fig.set_size_inches(7.2, 4.4)
-    ax = axes[0]
-    colours = _colours(len(history_files))
-    for colour, (method, files) in zip(colours, history_files.items(), strict=True):
+    fig, axes = _new_figure(out_path, formats, len(history_files))
+    n_columns = min(MAX_COLUMNS, len(history_files))
+    for ax, (method, files) in zip(axes, history_files.items(), strict=False):
         gaps = [_modality_gap(path, modalities) for path in files]
+        ax.set_title(f"{method} ({len(files)} seed{'s' if len(files) != 1 else ''})", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if not files or all(gap is None for gap in gaps):
             why = "not run" if not files else "no modality heads"
-            ax.plot([], [], color=colour, label=f"{method} ({why})")
+            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="grey")
             continue
         if any(gap is None for gap in gaps):
             missing = ", ".join(str(p) for p, gap in zip(files, gaps, strict=True) if gap is None)
             raise DataError(f"{missing}: fewer than two modality heads, which other seeds of {method} log")
         epochs, mean, std = _seed_stats(gaps, "gap", ddof)
-        ax.plot(epochs, 100 * mean, color=colour, label=method, linewidth=1.3)
-        ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.15, lw=0)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("modality gap (test accuracy points)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("Modality performance gap: best − worst modality head\n(mean ± std over seeds)", fontsize=11)
+        ax.plot(epochs, 100 * mean, color="C3", linewidth=1.4)
+        ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color="C3", alpha=0.2, lw=0)
+    for ax in axes[len(history_files) :]:
+        ax.set_visible(False)
+    for ax in axes[::n_columns]:
+        ax.set_ylabel("gap (accuracy points)")
+    fig.suptitle(
+        "Modality performance gap: best − worst modality head on test (mean ± std over seeds)", fontsize=11
+    )
     fig.tight_layout()
     return _save(fig, out_path, formats)
 
@@ -333,14 +336,14 @@ def plot_singular_values(
                 ax.plot(
                     epochs[logged], mean[logged], style, marker="o", markersize=3, color=colour, label=label
                 )
-        ax.set_title(f"head layer {layer}", fontsize=10)
+        ax.set_title(f"head Linear '{layer}'", fontsize=10)
         ax.set_yscale("log")
         ax.set_xlabel("epoch (stage ends)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
     if layers:
         axes[0].set_ylabel("singular value")
+        axes[0].legend(fontsize=6)
     for ax in axes[max(1, len(layers)) :]:
         ax.set_visible(False)
     fig.suptitle("MIE: singular values of each head layer's input statistic (mean over seeds)", fontsize=11)
