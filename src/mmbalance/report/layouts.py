@@ -157,10 +157,6 @@ class Layout:
         """Output file stems: one per protocol, or the id alone without model selection."""
         return [f"{self.id}_{p}" for p in protocols] if self.model_selection else [self.id]
 
-    def methods(self) -> list[str]:
-        """Our run names the layout reads, in order of appearance."""
-        return list(dict.fromkeys(spec.method for *_, spec in self.cells()))
-
     def with_stand_ins(self, datasets: Sequence[str]) -> tuple[Group, ...]:
         """For each stand-in dataset of ``datasets``, a copy of the layout's first group of the same
         kind (ours only), then the layout's groups."""
