@@ -29,13 +29,12 @@ REPO = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
 PROTOCOLS = ("val_selected", "best_test", "last")
 METRICS = {"acc": 0.0, "map": 0.05, "macro_f1": -0.01}
-# Baselines and methods of the papers' tables that other issues implement, plus rows that have no
-# implementation (BalanceBenchmark-only methods, AUG's "MML w/ GB" and fixed assignment, MIE's
-# Normalized-MIE). A layout name outside these, the registry and params' variants is a typo.
+# Rows that have no implementation: BalanceBenchmark-only methods, AUG's "MML w/ GB" and fixed
+# assignment, MIE's Normalized-MIE. A layout name outside these, the registry and params' variants
+# is a typo.
 PLANNED = {
-    "ml_lstm", "etmc", "mses", "gblend", "greedy", "domfn", "mslr", "pmr", "agm", "mla", "reconboost",
-    "mmpareto", "mmcosine", "umt", "mbsd", "cml", "relearning", "opm", "amco", "modality_valuation",
-    "mml_gb", "aug_fixed", "mie_normalized",
+    "mmcosine", "umt", "mbsd", "cml", "relearning", "opm", "amco", "modality_valuation", "mml_gb",
+    "aug_fixed", "mie_normalized",
 }  # fmt: skip
 # Published rows no layout shows: AUG's secondary parameter counts and times (not accuracies).
 NOT_TABULATED = {("aug_secondary_unverified", m) for m in ("params_million", "hours", "seconds")}

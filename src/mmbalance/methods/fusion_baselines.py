@@ -1,8 +1,8 @@
 """Fusion baselines trained with plain cross-entropy on the fused output (methods.md §B1–B7).
 
 Each differs only in its fusion module, so each is a one-line plugin.
-``channel`` is the gated reading of LFM's "Channel" row (OGM-GE ``GatedFusion``);
-the MMTM reading arrives with the Greedy baseline.
+``gated`` is the gated reading of LFM's "Channel" row (OGM-GE ``GatedFusion``); the MMTM
+reading, the one LFM cites, is the method ``channel`` (:mod:`mmbalance.methods.channel`).
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ class Affine(Method):
     fusion = "film"
 
 
-@register_method("channel")
-class Channel(Method):
+@register_method("gated")
+class Gated(Method):
     """Gated fusion: a sigmoid gate from the first modality on the second (§B4, gated reading)."""
 
     fusion = "gated"

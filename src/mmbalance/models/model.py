@@ -46,13 +46,18 @@ class MultimodalModel(nn.Module):
         return ModelOutput(features, self.fusion(features))
 
 
+def build_encoders(modalities: dict[str, str], encoder_cfgs: dict[str, dict]) -> dict[str, nn.Module]:
+    """One encoder per modality, by its kind and configuration."""
+    missing = [m for m in modalities if m not in encoder_cfgs]
+    if missing:
+        raise ConfigError(f"train.<profile>.<dataset>.encoders: no encoder configured for {missing}")
+    return {m: build_encoder(kind, encoder_cfgs[m]) for m, kind in modalities.items()}
+
+
 def build_model(
     modalities: dict[str, str], encoder_cfgs: dict[str, dict], fusion: str, num_classes: int, **fusion_kwargs
 ) -> MultimodalModel:
     """Encoders per modality (by kind) and the named fusion over their feature sizes."""
-    missing = [m for m in modalities if m not in encoder_cfgs]
-    if missing:
-        raise ConfigError(f"train.<profile>.<dataset>.encoders: no encoder configured for {missing}")
-    encoders = {m: build_encoder(kind, encoder_cfgs[m]) for m, kind in modalities.items()}
+    encoders = build_encoders(modalities, encoder_cfgs)
     dims = {m: enc.out_dim for m, enc in encoders.items()}
     return MultimodalModel(encoders, FUSIONS.get(fusion)(dims, num_classes, **fusion_kwargs))

@@ -4,6 +4,10 @@ The kind of a modality (declared by its dataset) decides the adapter:
 ``spectrogram`` — (B, F, T) float → 1-channel image → trunk → global average pool;
 ``frames`` — (B, T, 3, H, W) uint8 → ImageNet-normalised, frames folded into the
 batch → trunk → average pool over time and space (the LFM/AUG ``VideoEncoder``).
+
+Each adapter is ``pool(trunk(images(x)), batch)``: ``images`` is the input handling and
+``pool`` the per-sample global average, so a model that runs the trunks stage by stage
+(MMTM, :mod:`mmbalance.models.mmtm`) shares both with the plain encoders.
 """
 
 from __future__ import annotations
@@ -30,11 +34,20 @@ class SpectrogramEncoder(nn.Module):
         self.input_size = tuple(input_size) if input_size else None
         self.out_dim: int = trunk.out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, F, T) → (B, 1, F, T) float, average-pooled to ``input_size`` when set."""
         x = x.float().unsqueeze(1)
         if self.input_size is not None:
             x = F.adaptive_avg_pool2d(x, self.input_size)
-        return self.trunk(x).mean(dim=(2, 3))
+        return x
+
+    def pool(self, fmap: torch.Tensor, batch: int) -> torch.Tensor:
+        """(B, C, h, w) trunk map → (B, C): global average over space."""
+        del batch
+        return fmap.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.trunk(self.images(x)), x.shape[0])
 
 
 class FramesEncoder(nn.Module):
@@ -48,14 +61,20 @@ class FramesEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, frames = x.shape[:2]
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) uint8 → (B·T, 3, H, W) ImageNet-normalised, resized to ``input_size`` when set."""
         x = x.flatten(0, 1).float().div_(255.0)
         x = (x - self.mean) / self.std
         if self.input_size is not None:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        fmap = self.trunk(x)
-        return fmap.view(batch, frames, *fmap.shape[1:]).mean(dim=(1, 3, 4))
+        return x
+
+    def pool(self, fmap: torch.Tensor, batch: int) -> torch.Tensor:
+        """(B·T, C, h, w) trunk map → (B, C): average over frames and space."""
+        return fmap.view(batch, -1, *fmap.shape[1:]).mean(dim=(1, 3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.trunk(self.images(x)), x.shape[0])
 
 
 ADAPTERS: dict[str, tuple[type[nn.Module], int]] = {

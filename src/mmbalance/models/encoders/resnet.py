@@ -38,7 +38,11 @@ class BasicBlock(nn.Module):
 
 
 class ResNetTrunk(nn.Module):
-    """Stem (7×7/2 conv, 3×3/2 max-pool) and four stages; returns the last feature map."""
+    """Stem (7×7/2 conv, 3×3/2 max-pool) and four stages; returns the last feature map.
+
+    ``stage_channels[i]`` is the channel count of stage ``i + 1``'s output (for models that
+    act between stages, such as MMTM).
+    """
 
     def __init__(self, blocks: tuple[int, int, int, int], in_channels: int, width: int) -> None:
         super().__init__()
@@ -49,9 +53,11 @@ class ResNetTrunk(nn.Module):
             nn.MaxPool2d(3, 2, 1),
         )
         stages = []
+        self.stage_channels: list[int] = []
         in_planes = width
         for index, count in enumerate(blocks):
             planes = width * 2**index
+            self.stage_channels.append(planes)
             layers = [BasicBlock(in_planes, planes, 1 if index == 0 else 2)]
             layers += [BasicBlock(planes, planes, 1) for _ in range(count - 1)]
             stages.append(nn.Sequential(*layers))
