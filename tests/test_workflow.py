@@ -304,7 +304,9 @@ def test_dvc_yaml_matches_params(params):
                 (params["paths"]["data"], params["paths"]["results"])
             )
     figures = {
-        f"{params['paths']['tables']}/{d}_modality_curves.png" for d in params["experiment"]["datasets"]
+        f"{params['paths']['tables']}/{d}_{stem}.png"
+        for d in params["experiment"]["datasets"]
+        for stem in ("modality_curves", "modality_gap", "singular_values")
     }
     for dataset in params["experiment"]["datasets"]:
         modalities = list(DATASETS.get(dataset).modalities)

@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", help="summary CSV (default: <results>/<dataset>/summary.csv)")
 
-    p = sub.add_parser("tables", help="tables and figures of the configured datasets into paper_tables/")
+    p = sub.add_parser(
+        "tables",
+        help="from the summaries and histories alone: the main table, the papers' tables beside the "
+        "published numbers, the discrepancy and protocol tables, and the figures, into paper_tables/",
+    )
     _common(p)
     p.add_argument("--out-dir", help="output folder (default: paths.tables)")
 
@@ -181,42 +185,56 @@ def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
 
 def cmd_tables(args: argparse.Namespace, params: dict) -> None:
     from mmbalance.report.curves import curve_figures
-    from mmbalance.report.figures import plot_history_columns, plot_modality_curves
+    from mmbalance.report.discrepancies import write_discrepancy_tables
+    from mmbalance.report.figures import (
+        plot_history_columns,
+        plot_modality_curves,
+        plot_modality_gap,
+        plot_singular_values,
+    )
     from mmbalance.report.headline import write_headline_metrics
+    from mmbalance.report.paper_tables import write_paper_tables
+    from mmbalance.report.protocol_table import write_protocol_table
+    from mmbalance.report.results import Results
     from mmbalance.report.tables import write_main_table
 
     out_dir = Path(args.out_dir or params["paths"]["tables"])
     methods = config.experiment_methods(params)
-    for dataset in params["experiment"]["datasets"]:
-        summary = summary_path(params, dataset)
+    datasets = params["experiment"]["datasets"]
+    ddof = params["report"]["std_ddof"]
+    formats = tuple(params["report"]["figure_formats"])
+    summaries = {d: summary_path(params, d) for d in datasets}
+    for dataset, summary in summaries.items():
         if not summary.is_file():
             raise MMBalanceError(f"{summary}: not found; run `mmbalance aggregate --dataset {dataset}` first")
-        modalities = list(DATASETS.get(dataset).modalities)
-        ddof = params["report"]["std_ddof"]
-        written = write_main_table(summary, out_dir, dataset, methods, modalities, ddof=ddof)
+    histories = {}
+    modalities = {}
+    written: list[Path] = []
+    for dataset in datasets:
+        modalities[dataset] = list(DATASETS.get(dataset).modalities)
         finished = finished_runs(params, dataset)
-        histories = {m: [d / "history.csv" for d in finished.get(m, [])] for m in methods}
-        written += plot_modality_curves(
-            histories,
-            out_dir / f"{dataset}_modality_curves",
-            modalities,
-            formats=tuple(params["report"]["figure_formats"]),
-            ddof=ddof,
+        histories[dataset] = {m: [d / "history.csv" for d in finished.get(m, [])] for m in methods}
+        written += write_main_table(
+            summaries[dataset], out_dir, dataset, methods, modalities[dataset], ddof=ddof
         )
-        for figure in curve_figures(params, methods, modalities):
-            lines = {label: (histories[m], column) for label, (m, column) in figure.lines.items()}
-            written += plot_history_columns(
-                lines,
-                out_dir / f"{dataset}_{figure.stem}",
-                figure.ylabel,
-                f"{dataset}: {figure.stem} per epoch",
-                formats=tuple(params["report"]["figure_formats"]),
-                ddof=ddof,
-            )
-        for path in written:
-            print(path)
-    summaries = {d: summary_path(params, d) for d in params["experiment"]["datasets"]}
-    print(write_headline_metrics(summaries, out_dir / "metrics.json"))
+        figure = out_dir / f"{dataset}_modality_curves"
+        written += plot_modality_curves(histories[dataset], figure, modalities[dataset], formats, ddof=ddof)
+        figure = out_dir / f"{dataset}_modality_gap"
+        written += plot_modality_gap(histories[dataset], figure, modalities[dataset], formats, ddof=ddof)
+        figure = out_dir / f"{dataset}_singular_values"
+        written += plot_singular_values(histories[dataset], figure, formats, ddof=ddof)
+        for curves in curve_figures(params, methods, modalities[dataset]):
+            lines = {label: (histories[dataset][m], column) for label, (m, column) in curves.lines.items()}
+            title = f"{dataset}: {curves.stem} per epoch"
+            figure = out_dir / f"{dataset}_{curves.stem}"
+            written += plot_history_columns(lines, figure, curves.ylabel, title, formats, ddof=ddof)
+    results = Results(summaries, histories)
+    written += write_paper_tables(results, out_dir, datasets, ddof=ddof)
+    written += write_discrepancy_tables(results, out_dir, datasets, ddof=ddof)
+    written += write_protocol_table(results, out_dir, methods, modalities, ddof=ddof)
+    written.append(write_headline_metrics(summaries, out_dir / "metrics.json"))
+    for path in written:
+        print(path)
 
 
 def cmd_runs(args: argparse.Namespace, params: dict) -> None:

@@ -13,6 +13,9 @@ from mmbalance.cli import summary_path
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import DATASETS as DATASET_REGISTRY
 from mmbalance.report.curves import curve_figures
+from mmbalance.report.discrepancies import discrepancy_stems
+from mmbalance.report.paper_tables import paper_table_stems
+from mmbalance.report.protocol_table import PROTOCOL_STEM
 
 # Every shell command passes this file to the CLI, which re-reads it; Snakemake's own copy
 # (`configfile:` in the Snakefile) must therefore be exactly its content (checked below).
@@ -96,10 +99,25 @@ def table_files(suffix):
     return [f"{TABLES}/{dataset}_main.{suffix}" for dataset in DATASETS]
 
 
-def curve_files():
-    """The modality-curve figures of every dataset in every configured format."""
+def paper_table_files(suffix):
+    """The papers' tables beside the published numbers (one per layout of mmbalance.report
+    and protocol), known before any result exists, in the format of `suffix`."""
+    return [f"{TABLES}/{stem}.{suffix}" for stem in paper_table_stems()]
+
+
+def comparison_table_files():
+    """The discrepancy tables (one per protocol) and the protocol table, in every format."""
     return [
-        f"{TABLES}/{dataset}_modality_curves.{fmt}"
+        f"{TABLES}/{stem}.{suffix}"
+        for stem in [*discrepancy_stems(), PROTOCOL_STEM]
+        for suffix in ("md", "csv", "tex")
+    ]
+
+
+def dataset_figure_files(stem):
+    """`<dataset>_<stem>` figures of every dataset in every configured format."""
+    return [
+        f"{TABLES}/{dataset}_{stem}.{fmt}"
         for dataset, fmt in itertools.product(DATASETS, FIGURE_FORMATS)
     ]
 

@@ -44,10 +44,36 @@ rule tables:
             category="Tables",
             caption="../report/main_table.rst",
         ),
+        paper_md=report(
+            paper_table_files("md"),
+            category="Paper tables",
+            caption="../report/paper_tables.rst",
+        ),
+        paper_csv=report(
+            paper_table_files("csv"),
+            category="Paper tables",
+            caption="../report/paper_tables.rst",
+        ),
+        paper_tex=paper_table_files("tex"),
+        comparisons=report(
+            comparison_table_files(),
+            category="Tables",
+            caption="../report/comparison_tables.rst",
+        ),
         curves=report(
-            curve_files(),
+            dataset_figure_files("modality_curves"),
             category="Figures",
             caption="../report/modality_curves.rst",
+        ),
+        gaps=report(
+            dataset_figure_files("modality_gap"),
+            category="Figures",
+            caption="../report/modality_gap.rst",
+        ),
+        singular_values=report(
+            dataset_figure_files("singular_values"),
+            category="Figures",
+            caption="../report/singular_values.rst",
         ),
         history_figures=report(
             history_figure_files(),

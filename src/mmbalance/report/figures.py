@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -199,5 +202,150 @@ def plot_modality_curves(
     for ax in axes[::n_columns]:
         ax.set_ylabel("test accuracy (%)")
     fig.suptitle("Test accuracy per head (mean ± std over seeds)", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out_path, formats)
+
+
+def _modality_gap(path: Path, modalities: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """Epochs and the largest minus the smallest modality-head test accuracy per epoch (None: the
+    file has fewer than two modality heads)."""
+    curves = _read_curves(path, modalities)
+    heads = [m for m in modalities if m in curves]
+    if len(heads) < 2:
+        return None
+    stacked = np.stack([curves[m] for m in heads])
+    return {"epoch": curves["epoch"], "gap": stacked.max(axis=0) - stacked.min(axis=0)}
+
+
+def plot_modality_gap(
+    history_files: Mapping[str, Sequence[Path]],
+    out_path: Path,
+    modalities: Sequence[str],
+    formats: Sequence[str] = ("png",),
+    *,
+    ddof: int = 1,
+) -> list[Path]:
+    """The modality performance gap over epochs, one panel per method (mean ± std over seeds).
+
+    The gap is the largest minus the smallest test accuracy of the modality heads (``|audio − video|``
+    for two), per seed and epoch. A method with no files gets a "not run" panel, one whose files
+    have fewer than two modality heads a "no modality heads" panel.
+
+    Raises:
+        DataError: a history file is missing or corrupt, or only some seeds of a method log the heads.
+        MMBalanceError: no methods, or an unsupported format.
+    """
+    if not history_files:
+        raise MMBalanceError(f"{out_path}: no methods to plot")
+    fig, axes = _new_figure(out_path, formats, len(history_files))
+    n_columns = min(MAX_COLUMNS, len(history_files))
+    for ax, (method, files) in zip(axes, history_files.items(), strict=False):
+        gaps = [_modality_gap(path, modalities) for path in files]
+        ax.set_title(f"{method} ({len(files)} seed{'s' if len(files) != 1 else ''})", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not files or all(gap is None for gap in gaps):
+            why = "not run" if not files else "no modality heads"
+            ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, color="grey")
+            continue
+        if any(gap is None for gap in gaps):
+            missing = ", ".join(str(p) for p, gap in zip(files, gaps, strict=True) if gap is None)
+            raise DataError(f"{missing}: fewer than two modality heads, which other seeds of {method} log")
+        epochs, mean, std = _seed_stats(gaps, "gap", ddof)
+        ax.plot(epochs, 100 * mean, color="C3", linewidth=1.4)
+        ax.fill_between(epochs, 100 * (mean - std), 100 * (mean + std), color="C3", alpha=0.2, lw=0)
+    for ax in axes[len(history_files) :]:
+        ax.set_visible(False)
+    for ax in axes[::n_columns]:
+        ax.set_ylabel("gap (accuracy points)")
+    fig.suptitle(
+        "Modality performance gap: best − worst modality head on test (mean ± std over seeds)", fontsize=11
+    )
+    fig.tight_layout()
+    return _save(fig, out_path, formats)
+
+
+def _colours(n: int) -> list[Any]:
+    """Distinct line colours: the default cycle up to 10 lines, tab20 beyond."""
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    return [colormaps["tab20"](i % 20) for i in range(n)]
+
+
+_SINGULAR = re.compile(r"^sv_(?P<modality>.+)_(?P<layer>[^_]+)_max$")
+
+
+def _singular_columns(path: Path) -> list[tuple[str, str]]:
+    """(modality, layer) of every ``sv_<modality>_<layer>_max`` column of one ``history.csv``."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: corrupt history file ({exc})") from exc
+    return [(m["modality"], m["layer"]) for m in map(_SINGULAR.match, header) if m]
+
+
+def plot_singular_values(
+    history_files: Mapping[str, Sequence[Path]],
+    out_path: Path,
+    formats: Sequence[str] = ("png",),
+    *,
+    ddof: int = 1,
+) -> list[Path]:
+    """MIE's singular values (MIE Tables 5 and 7) at each stage end, one panel per head layer.
+
+    Every method whose ``history.csv`` has ``sv_<modality>_<layer>_max`` / ``_mean`` columns gets a line
+    per modality: the largest singular value (solid) and the average (dashed), mean over seeds, on a
+    log scale. Without any such column the figure says so (no MIE run yet).
+
+    Raises:
+        DataError: a history file is missing or corrupt, or only some seeds of a method log a column.
+        MMBalanceError: an unsupported format.
+    """
+    found = {
+        method: sorted({column for path in files for column in _singular_columns(path)})
+        for method, files in history_files.items()
+    }
+    layers = sorted({layer for columns in found.values() for _, layer in columns})
+    fig, axes = _new_figure(out_path, formats, max(1, len(layers)))
+    if not layers:
+        axes[0].text(0.5, 0.5, "no singular values logged\n(mie runs log them at stage ends)", ha="center",
+                     va="center", transform=axes[0].transAxes, color="grey")  # fmt: skip
+        axes[0].set_axis_off()
+    lines = [
+        (method, modality)
+        for method, columns in found.items()
+        for modality in dict.fromkeys(m for m, _ in columns)
+    ]
+    colours = dict(zip(lines, _colours(len(lines)), strict=True))
+    for ax, layer in zip(axes, layers, strict=False):
+        for (method, modality), colour in colours.items():
+            if (modality, layer) not in found[method]:
+                continue
+            for stat, style in (("max", "-"), ("mean", "--")):
+                column = f"sv_{modality}_{layer}_{stat}"
+                files = history_files[method]
+                curves = [_read_columns(path, {"value": column}) for path in files]
+                missing = [str(p) for p, curve in zip(files, curves, strict=True) if "value" not in curve]
+                if missing:
+                    raise DataError(f"{', '.join(missing)}: no '{column}' column, which other seeds have")
+                epochs, mean, _ = _seed_stats(curves, "value", ddof)
+                logged = np.isfinite(mean)
+                label = f"{method} {modality} ({'max' if stat == 'max' else 'average'})"
+                ax.plot(
+                    epochs[logged], mean[logged], style, marker="o", markersize=3, color=colour, label=label
+                )
+        ax.set_title(f"head Linear '{layer}'", fontsize=10)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch (stage ends)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    if layers:
+        axes[0].set_ylabel("singular value")
+        axes[0].legend(fontsize=6)
+    for ax in axes[max(1, len(layers)) :]:
+        ax.set_visible(False)
+    fig.suptitle("MIE: singular values of each head layer's input statistic (mean over seeds)", fontsize=11)
     fig.tight_layout()
     return _save(fig, out_path, formats)

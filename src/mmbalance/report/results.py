@@ -1,0 +1,135 @@
+"""Our numbers for the paper tables: per-seed values from the summary CSVs and ``history.csv`` files.
+
+The summaries keep every seed's value (``values``), so a table can compute any per-seed quantity
+(a modality gap, a paired difference between two runs or two protocols) and its mean ± std over
+seeds, from cached metrics alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmbalance.errors import DataError
+from mmbalance.report.aggregate import mean_std, read_summary
+from mmbalance.report.tables import index_summary
+
+SeedValues = dict[int, float]
+_SEED_DIR = re.compile(r"^seed(\d+)$")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and std over seeds (NaN std when undefined) of ``n`` seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: SeedValues, ddof: int) -> Stat:
+        mean, std = mean_std([values[seed] for seed in sorted(values)], ddof)
+        return cls(mean, std, len(values))
+
+
+def paired_difference(first: SeedValues, second: SeedValues) -> SeedValues | None:
+    """``second − first`` per seed; None unless both have exactly the same seeds."""
+    if set(first) != set(second):
+        return None
+    return {seed: second[seed] - first[seed] for seed in first}
+
+
+def spread(per_head: Sequence[SeedValues]) -> SeedValues | None:
+    """Largest minus smallest value over heads, per seed (``|a − b|`` for two); None if seeds differ."""
+    seeds = set(per_head[0])
+    if any(set(values) != seeds for values in per_head):
+        return None
+    return {seed: max(v[seed] for v in per_head) - min(v[seed] for v in per_head) for seed in seeds}
+
+
+def seed_of(history: Path) -> int:
+    """The seed of a run from its directory name (``…/seed<k>/history.csv``)."""
+    match = _SEED_DIR.match(Path(history).parent.name)
+    if match is None:
+        raise DataError(f"{history}: not in a seed<k> run directory")
+    return int(match[1])
+
+
+def last_logged(path: Path, column: str) -> float | None:
+    """The last non-empty value of ``column`` in one ``history.csv`` (None: no such column, or never
+    logged)."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if column not in (reader.fieldnames or ()):
+                return None
+            values = [row[column] for row in reader if row[column] not in ("", None)]
+        return float(values[-1]) if values else None
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        raise DataError(f"{path}: corrupt history file ({exc})") from exc
+
+
+class Results:
+    """The summaries and histories of the datasets that have results.
+
+    Args:
+        summaries: dataset → its ``summary.csv``.
+        histories: dataset → method → the ``history.csv`` of each of its finished seeds.
+    """
+
+    def __init__(
+        self,
+        summaries: Mapping[str, Path],
+        histories: Mapping[str, Mapping[str, Sequence[Path]]] | None = None,
+    ) -> None:
+        self._index = {
+            dataset: index_summary(read_summary(path), Path(path), dataset)
+            for dataset, path in summaries.items()
+        }
+        self._histories = {
+            d: {m: list(files) for m, files in h.items()} for d, h in (histories or {}).items()
+        }
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self._index)
+
+    def methods(self, dataset: str) -> list[str]:
+        """The methods with results on ``dataset``, in summary order."""
+        return list(dict.fromkeys(key[0] for key in self._index.get(dataset, {})))
+
+    def ran(self, dataset: str, method: str) -> bool:
+        return method in self.methods(dataset)
+
+    def _row(self, dataset: str, method: str, protocol: str, head: str, metric: str) -> Mapping | None:
+        return self._index.get(dataset, {}).get((method, protocol, "test", head, metric))
+
+    def values(self, dataset: str, method: str, protocol: str, head: str, metric: str) -> SeedValues | None:
+        """Test-set value per seed of one summary cell (None: not in the summary)."""
+        row = self._row(dataset, method, protocol, head, metric)
+        if row is None:
+            return None
+        seeds = [int(s) for s in row["seeds"].split(";")]
+        return dict(zip(seeds, (float(v) for v in row["values"].split(";")), strict=True))
+
+    def run_id(self, dataset: str, method: str) -> str | None:
+        row = next((r for k, r in self._index.get(dataset, {}).items() if k[0] == method), None)
+        return None if row is None else row["run_id"]
+
+    def history_values(self, dataset: str, method: str, column: str) -> SeedValues | None:
+        """The last logged value of a ``history.csv`` column per seed (None: no seed logs it).
+
+        Raises:
+            DataError: only some seeds log it.
+        """
+        files = self._histories.get(dataset, {}).get(method, [])
+        found = {seed_of(path): last_logged(path, column) for path in files}
+        present = {seed: v for seed, v in found.items() if v is not None and not math.isnan(v)}
+        if present and len(present) < len(found):
+            missing = ", ".join(str(p) for p in files if seed_of(p) not in present)
+            raise DataError(f"{missing}: no value in column '{column}', which other seeds of {method} log")
+        return present or None
