@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -22,6 +23,23 @@ def history(run_dir: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
 
 
+def assert_same_state(a: Any, b: Any, where: str = "method state") -> None:
+    """Exact equality of nested dicts, lists, numbers and tensors (tensors by ``torch.equal``)."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for index, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{index}]")
+    else:
+        assert a == b or (a != a and b != b), f"{where}: {a!r} != {b!r}"  # NaN equals NaN here
+
+
 def train_killed_and_resumed(
     workspace: Path,
     tmp_path: Path,
@@ -29,19 +47,20 @@ def train_killed_and_resumed(
     method: str,
     options: dict | None = None,
     kill_after: int = 1,
+    overrides: list[str] | None = None,
 ) -> list[dict]:
     """Train ``method`` once straight through and once killed after epoch ``kill_after`` then resumed;
     return the history. ``options`` replace ``methods.<method>`` of the workspace's params (``None``
-    keeps them).
+    keeps them); ``overrides`` are further ``key=value`` params overrides (e.g. the epoch count).
 
     Asserts equal histories, metrics and final checkpoints (model and method state).
     """
     torch.set_num_threads(1)
     params = config.load_params(workspace)
-    overrides = [f"paths.results={tmp_path / 'results'}"]
+    settings = [f"paths.results={tmp_path / 'results'}"]
     if options is not None:
-        overrides.append(f"methods.{method}={json.dumps(options)}")
-    params = config.apply_overrides(params, overrides)
+        settings.append(f"methods.{method}={json.dumps(options)}")
+    params = config.apply_overrides(params, [*settings, *(overrides or [])])
     resolved = config.resolve_run(params, "synthav", method, 0)
     features = config.feature_dir(params, "synthav")
     loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
@@ -65,7 +84,7 @@ def train_killed_and_resumed(
     assert (tmp_path / "resumed" / "metrics.json").read_bytes() == reference
     a = torch.load(tmp_path / "reference" / loop.CHECKPOINT, weights_only=False)
     b = torch.load(tmp_path / "resumed" / loop.CHECKPOINT, weights_only=False)
-    assert repr(a["method"]) == repr(b["method"])
+    assert_same_state(a["method"], b["method"])
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     return rows

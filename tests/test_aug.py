@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import csv
 import math
 from pathlib import Path
 
@@ -11,15 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmbalance import config
 from mmbalance.config import typed_options
-from mmbalance.engine import loop
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
 from mmbalance.errors import ConfigError
 from mmbalance.methods.aug import AUG, assign_classifier, boosting_loss, residual_labels
 from mmbalance.methods.base import Context, ModelSpec
 from tests.conftest import make_batch
+from tests.resume_check import train_killed_and_resumed
 
 LN2 = math.log(2.0)
 
@@ -223,50 +221,11 @@ def test_predict_fusion_weights(tiny_spec: ModelSpec) -> None:
         AUG(typed_options(AUG.Options(), {"merge_weights": [1.0]}, "m"), tiny_spec)
 
 
-class KilledError(Exception):
-    pass
-
-
-def aug_params(workspace: Path, results: Path) -> dict:
-    params = config.load_params(workspace)
-    return config.apply_overrides(params, [f"paths.results={results}", 'methods.aug={"tau": -1.0}'])
-
-
-def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / "history.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
-
-
 def test_training_grows_records_and_resumes_bit_identical(
     tiny_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """τ = −1 forces a classifier onto video at every check (t_n = 3 // 10 → every epoch)."""
-    torch.set_num_threads(1)
-    params = aug_params(tiny_workspace, tmp_path / "results")
-    resolved = config.resolve_run(params, "synthav", "aug", 0)
-    features = config.feature_dir(params, "synthav")
-    loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
-    rows = history(tmp_path / "reference")
+    rows = train_killed_and_resumed(tiny_workspace, tmp_path, monkeypatch, "aug", {"tau": -1.0})
     assert [r["classifiers_video"] for r in rows] == ["1.0", "2.0", "3.0"]
     assert [r["classifiers_audio"] for r in rows] == ["1.0"] * 3
     assert {"confidence_audio", "train_eps_video", "added_video"} <= set(rows[0])
-
-    save = loop.save_checkpoint
-
-    def save_then_die(path: Path, state: dict) -> None:
-        save(path, state)
-        if state["epoch"] == 1:
-            raise KilledError
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KilledError):
-        loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
-    loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    assert history(tmp_path / "resumed") == rows
-    reference = (tmp_path / "reference" / "metrics.json").read_bytes()
-    assert (tmp_path / "resumed" / "metrics.json").read_bytes() == reference
-    a = torch.load(tmp_path / "reference" / loop.CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "resumed" / loop.CHECKPOINT, weights_only=False)
-    assert a["method"] == b["method"]
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -10,15 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmbalance import config
 from mmbalance.config import typed_options
-from mmbalance.engine import loop
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
 from mmbalance.errors import ConfigError
 from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.methods.greedy import Greedy
 from tests.conftest import NUM_CLASSES, make_batch
+from tests.resume_check import train_killed_and_resumed
 
 
 def setup(spec: ModelSpec, **options):
@@ -177,50 +175,11 @@ def test_two_modalities_only(tiny_spec: ModelSpec) -> None:
         Greedy(typed_options(Greedy.Options(), {}, "methods.greedy"), spec)
 
 
-class KilledError(Exception):
-    pass
-
-
-def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / "history.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
-
-
 def test_training_curates_and_resumes_bit_identical(
     tiny_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ε = 0 and start 0 open a window after every measured step, so the state changes all along."""
-    torch.set_num_threads(1)
-    params = config.apply_overrides(
-        config.load_params(tiny_workspace),
-        [
-            f"paths.results={tmp_path / 'results'}",
-            'methods.greedy={"epsilon": 0.0, "start_epoch": 0, "window": 2}',
-        ],
-    )
-    resolved = config.resolve_run(params, "synthav", "greedy", 0)
-    features = config.feature_dir(params, "synthav")
-    loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
-    rows = history(tmp_path / "reference")
+    options = {"epsilon": 0.0, "start_epoch": 0, "window": 2}
+    rows = train_killed_and_resumed(tiny_workspace, tmp_path, monkeypatch, "greedy", options)
     assert sum(float(r["train_curated_audio"]) + float(r["train_curated_video"]) for r in rows) > 0
     assert {"bdr_audio", "bdr_video", "d_bdr"} <= set(rows[0])
-
-    save = loop.save_checkpoint
-
-    def save_then_die(path: Path, state: dict) -> None:
-        save(path, state)
-        if state["epoch"] == 1:
-            raise KilledError
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KilledError):
-        loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
-    loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    assert history(tmp_path / "resumed") == rows
-    reference = (tmp_path / "reference" / "metrics.json").read_bytes()
-    assert (tmp_path / "resumed" / "metrics.json").read_bytes() == reference
-    a = torch.load(tmp_path / "reference" / loop.CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "resumed" / loop.CHECKPOINT, weights_only=False)
-    assert repr(a["method"]) == repr(b["method"])
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import csv
 import math
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmbalance import config
 from mmbalance.config import typed_options
 from mmbalance.engine import loop
 from mmbalance.engine.optim import build_optimizer
@@ -22,6 +20,7 @@ from mmbalance.methods.mla import MLA, entropy_weights, modify_gradient, owm_alp
 from mmbalance.models.fusions.base import FusionOutput
 from mmbalance.models.model import ModelOutput
 from tests.conftest import make_batch
+from tests.resume_check import train_killed_and_resumed
 
 OPTIMIZER = {"name": "sgd", "lr": 0.05, "momentum": 0.9}
 
@@ -240,41 +239,12 @@ def test_shared_head_needs_one_feature_size(tiny_spec: ModelSpec) -> None:
 
 
 # --- resume --------------------------------------------------------------------------------------
-class KilledError(Exception):
-    pass
-
-
-def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / "history.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
-
-
 def test_training_resumes_bit_identical_with_the_projector(
     tiny_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    torch.set_num_threads(1)
-    params = config.apply_overrides(config.load_params(tiny_workspace), [f"paths.results={tmp_path}"])
-    resolved = config.resolve_run(params, "synthav", "mla", 0)
-    features = config.feature_dir(params, "synthav")
-    loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
-    rows = history(tmp_path / "reference")
+    rows = train_killed_and_resumed(tiny_workspace, tmp_path, monkeypatch, "mla", kill_after=0)
     assert {"train_loss_audio", "train_loss_video", "train_owm_alpha"} <= set(rows[0])
-
-    save = loop.save_checkpoint
-
-    def save_then_die(path: Path, state: dict) -> None:
-        save(path, state)
-        if state["epoch"] == 0:
-            raise KilledError
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KilledError):
-        loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
-    loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    assert history(tmp_path / "resumed") == rows
     a = torch.load(tmp_path / "reference" / loop.CHECKPOINT, weights_only=False)
     b = torch.load(tmp_path / "resumed" / loop.CHECKPOINT, weights_only=False)
     assert a["method"]["updates"] == b["method"]["updates"] > 2
     assert torch.equal(a["method"]["projector"], b["method"]["projector"])
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

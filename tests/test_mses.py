@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 
-from mmbalance import config
 from mmbalance.config import typed_options
-from mmbalance.engine import loop
 from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.methods.mses import MSES, smoothed_loss
 from tests.conftest import make_batch
+from tests.resume_check import train_killed_and_resumed
 
 
 def setup(spec: ModelSpec, **options) -> tuple[MSES, torch.nn.Module, Context]:
@@ -106,50 +104,21 @@ def test_all_stopped_steps_do_nothing(tiny_spec: ModelSpec) -> None:
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
-class KilledError(Exception):
-    pass
-
-
-def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / "history.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
-
-
 def test_training_stops_rolls_back_and_resumes_bit_identical(
     tiny_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Patience 1 on the tiny run: a branch stops at its first epoch without improvement. Killed after
     epoch 2, the resumed run must roll back at epoch 3 with the snapshot it loaded from the checkpoint."""
-    torch.set_num_threads(1)
-    overrides = [
-        f"paths.results={tmp_path}",
-        'methods.mses={"patience": 1}',
-        "train.embedded.synthav.epochs=4",
-    ]
-    params = config.apply_overrides(config.load_params(tiny_workspace), overrides)
-    resolved = config.resolve_run(params, "synthav", "mses", 0)
-    features = config.feature_dir(params, "synthav")
-    loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
-    rows = history(tmp_path / "reference")
+    rows = train_killed_and_resumed(
+        tiny_workspace,
+        tmp_path,
+        monkeypatch,
+        "mses",
+        {"patience": 1},
+        kill_after=2,
+        overrides=["train.embedded.synthav.epochs=4"],
+    )
     stops = [(r["stopped_audio"], r["stopped_video"]) for r in rows]
     assert stops[3] != ("0.0", "0.0"), (
         f"no branch stops after the kill, the snapshot is not exercised: {stops}"
     )
-
-    save = loop.save_checkpoint
-
-    def save_then_die(path: Path, state: dict) -> None:
-        save(path, state)
-        if state["epoch"] == 2:
-            raise KilledError
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KilledError):
-        loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
-    loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    assert history(tmp_path / "resumed") == rows
-    a = torch.load(tmp_path / "reference" / loop.CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "resumed" / loop.CHECKPOINT, weights_only=False)
-    assert repr(a["method"]) == repr(b["method"])
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmbalance import config
 from mmbalance.config import typed_options
 from mmbalance.engine import loop
 from mmbalance.engine.batches import SplitBatches
@@ -17,6 +15,7 @@ from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.methods.ogm_ge import modulation_coefficients
 from mmbalance.methods.pmr import PMR, prototype_logits
 from tests.conftest import make_batch
+from tests.resume_check import train_killed_and_resumed
 
 
 def split(samples: int = 80, batch_size: int = 8) -> SplitBatches:
@@ -162,42 +161,13 @@ def test_three_modalities_use_ogm_coefficients_on_prototype_scores() -> None:
     assert min(expected.values()) < 1.0
 
 
-class KilledError(Exception):
-    pass
-
-
-def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / "history.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
-
-
 def test_training_resumes_bit_identical(
     tiny_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    torch.set_num_threads(1)
-    params = config.apply_overrides(config.load_params(tiny_workspace), [f"paths.results={tmp_path}"])
-    resolved = config.resolve_run(params, "synthav", "pmr", 0)
-    features = config.feature_dir(params, "synthav")
-    loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
-    rows = history(tmp_path / "reference")
+    rows = train_killed_and_resumed(tiny_workspace, tmp_path, monkeypatch, "pmr")
     assert {"train_pce_audio", "train_ratio", "train_coef_video"} <= set(rows[0])
-
-    save = loop.save_checkpoint
-
-    def save_then_die(path: Path, state: dict) -> None:
-        save(path, state)
-        if state["epoch"] == 1:
-            raise KilledError
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KilledError):
-        loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
-    loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    assert history(tmp_path / "resumed") == rows
     a = torch.load(tmp_path / "reference" / loop.CHECKPOINT, weights_only=False)
     b = torch.load(tmp_path / "resumed" / loop.CHECKPOINT, weights_only=False)
     assert all(
         torch.equal(a["method"]["prototypes"][m], b["method"]["prototypes"][m]) for m in ("audio", "video")
     )
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

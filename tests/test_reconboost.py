@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import copy
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
 from mmbalance.config import typed_options
-from mmbalance.engine import loop
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.errors import ConfigError
 from mmbalance.methods.base import Batch, Context, ModelSpec
 from mmbalance.methods.reconboost import ReconBoost, consolidation_loss, phase_at, reconcilement_loss
 from tests.conftest import make_batch
+from tests.resume_check import train_killed_and_resumed
 
 
 def make_method(spec: ModelSpec, **options) -> ReconBoost:
@@ -226,45 +224,13 @@ def test_invalid_options(tiny_spec: ModelSpec) -> None:
 
 
 # --- resume --------------------------------------------------------------------------------------
-class KilledError(Exception):
-    pass
-
-
-def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / "history.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
-
-
 def test_training_resumes_mid_stage_bit_identical(
     tiny_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three epochs = stage 0 boosting (2 epochs, audio) then rectification; killed inside the boosting."""
-    torch.set_num_threads(1)
-    params = config.apply_overrides(
-        config.load_params(tiny_workspace),
-        [f"paths.results={tmp_path}", 'methods.reconboost={"epochs_per_stage": 2, "correct_epochs": 1}'],
+    options = {"epochs_per_stage": 2, "correct_epochs": 1}
+    rows = train_killed_and_resumed(
+        tiny_workspace, tmp_path, monkeypatch, "reconboost", options, kill_after=0
     )
-    resolved = config.resolve_run(params, "synthav", "reconboost", 0)
-    features = config.feature_dir(params, "synthav")
-    loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
-    rows = history(tmp_path / "reference")
     assert [r["rectification"] for r in rows] == ["0.0", "0.0", "1.0"]
     assert rows[2]["train_ensemble_ce"] and not rows[0]["train_ensemble_ce"]
-
-    save = loop.save_checkpoint
-
-    def save_then_die(path: Path, state: dict) -> None:
-        save(path, state)
-        if state["epoch"] == 0:
-            raise KilledError
-
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
-    with pytest.raises(KilledError):
-        loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", save)
-    loop.train(resolved, features, tmp_path / "resumed", device="cpu", progress=False)
-    assert history(tmp_path / "resumed") == rows
-    a = torch.load(tmp_path / "reference" / loop.CHECKPOINT, weights_only=False)
-    b = torch.load(tmp_path / "resumed" / loop.CHECKPOINT, weights_only=False)
-    assert a["method"] == b["method"]
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
