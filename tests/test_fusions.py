@@ -61,3 +61,13 @@ def test_film_matches_formula() -> None:
 def test_pair_fusions_reject_three_modalities(name: str) -> None:
     with pytest.raises(ConfigError, match="exactly 2 modalities"):
         FUSIONS.get(name)({"a": 4, "b": 4, "c": 4}, 3)
+
+
+def test_resnet_adapters_name_an_unknown_encoder_key() -> None:
+    from mmbalance.errors import ConfigError
+    from mmbalance.models.encoders.adapters import build_encoder
+
+    with pytest.raises(ConfigError, match="unknown key 'widht'"):
+        build_encoder("frames", {"name": "resnet10", "widht": 4})
+    with pytest.raises(ConfigError, match="missing key 'width'"):
+        build_encoder("spectrogram", {"name": "resnet10"})

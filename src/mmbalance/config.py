@@ -99,6 +99,13 @@ def validate(params: Any, source: str = "params.yaml") -> None:
                 raise ConfigError(f"{source}: missing key '{section}.{profile}.{dataset}'")
         if dataset not in params["data"]:
             raise ConfigError(f"{source}: missing key 'data.{dataset}'")
+    for dataset, data_cfg in params["data"].items():
+        plugin = DATASETS.get(dataset)
+        if plugin.Config is not None:
+            try:
+                typed_options(plugin.Config(), data_cfg, where=f"data.{dataset}")
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from exc
     validate_variants(params, source)
     for method in experiment_methods(params, source=source):
         base_method(params, method)

@@ -46,6 +46,10 @@ class Dataset(abc.ABC):
     name: ClassVar[str]
     modalities: ClassVar[dict[str, str]]
     """Modality name → kind (``spectrogram`` or ``frames``), in the model's modality order."""
+    Config: ClassVar[type | None] = None
+    """A dataclass of the ``data.<dataset>`` settings with their defaults (``metadata={"choices": …}``
+    restricts a field), checked by ``config.validate`` like method options; ``None`` when the schema
+    checks the block (synthav)."""
 
     @abc.abstractmethod
     def class_names(self, data_cfg: Mapping[str, Any]) -> list[str]:

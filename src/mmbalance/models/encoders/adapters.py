@@ -78,6 +78,19 @@ class FramesEncoder(nn.Module):
         return self.pool(self.trunk(self.images(x)), x.shape[0])
 
 
+RESNET_KEYS = frozenset({"name", "width", "input_size"})
+
+
+def check_keys(cfg: dict, allowed: frozenset[str], kind: str) -> None:
+    """Stop on a key the adapter of ``kind`` does not take (the schema leaves encoder keys open)."""
+    unknown = sorted(set(cfg) - allowed)
+    if unknown:
+        names = ", ".join(sorted(allowed))
+        raise ConfigError(f"encoder of a '{kind}' modality: unknown key '{unknown[0]}' (allowed: {names})")
+    if "width" not in cfg and "width" in allowed:
+        raise ConfigError(f"encoder of a '{kind}' modality: missing key 'width'")
+
+
 @register_adapter("spectrogram")
 def spectrogram_encoder(cfg: dict) -> SpectrogramEncoder:
     """A 1-channel trunk (``cfg["name"]``, ``width``) on the spectrogram seen as an image."""
@@ -89,6 +102,7 @@ def spectrogram_encoder(cfg: dict) -> SpectrogramEncoder:
 @register_adapter("frames")
 def frames_encoder(cfg: dict) -> FramesEncoder:
     """A 3-channel trunk (``cfg["name"]``, ``width``) per frame, pooled over time and space."""
+    check_keys(cfg, RESNET_KEYS, "frames")
     trunk = ENCODERS.get(cfg["name"])(in_channels=3, width=cfg["width"])
     return FramesEncoder(trunk, cfg.get("input_size"))
 
