@@ -94,9 +94,9 @@ def check_keys(cfg: dict, allowed: frozenset[str], kind: str) -> None:
 @register_adapter("spectrogram")
 def spectrogram_encoder(cfg: dict) -> SpectrogramEncoder:
     """A 1-channel trunk (``cfg["name"]``, ``width``) on the spectrogram seen as an image."""
-    return SpectrogramEncoder(
-        ENCODERS.get(cfg["name"])(in_channels=1, width=cfg["width"]), cfg.get("input_size")
-    )
+    check_keys(cfg, RESNET_KEYS, "spectrogram")
+    trunk = ENCODERS.get(cfg["name"])(in_channels=1, width=cfg["width"])
+    return SpectrogramEncoder(trunk, cfg.get("input_size"))
 
 
 @register_adapter("frames")
@@ -108,9 +108,6 @@ def frames_encoder(cfg: dict) -> FramesEncoder:
 
 
 def build_encoder(kind: str, cfg: dict) -> nn.Module:
-    """The encoder of a modality of ``kind`` (its registered adapter) from the modality's encoder config."""
-    if kind not in ADAPTERS:
-        raise ConfigError(
-            f"no encoder adapter for modality kind '{kind}' (known: {', '.join(ADAPTERS.names())})"
-        )
+    """The encoder of a modality of ``kind`` (its registered adapter) from the modality's encoder config;
+    an unknown kind is a ``ConfigError`` listing the known ones."""
     return ADAPTERS.get(kind)(cfg)
