@@ -213,7 +213,7 @@ def fetch(url: str, dest: Path, algorithm: str, expected: str, progress: bool) -
 
 
 def carve_validation(clips: Sequence[Clip], fraction: float, seed: int) -> tuple[list[Clip], list[Clip]]:
-    """Split a training list into (train, val): per class, the ``round(fraction · n)`` clips with the
+    """Split a training list into (train, val): per class, the ``floor(fraction · n + 0.5)`` clips with the
     smallest ``sha256(f"{seed}:{clip_id}")`` go to val. Both keep the list order."""
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"val_fraction: {fraction} is not in [0, 1)")
@@ -223,7 +223,7 @@ def carve_validation(clips: Sequence[Clip], fraction: float, seed: int) -> tuple
     chosen: set[str] = set()
     for ids in by_class.values():
         ranked = sorted(ids, key=lambda cid: hashlib.sha256(f"{seed}:{cid}".encode()).hexdigest())
-        chosen.update(ranked[: round(fraction * len(ids))])
+        chosen.update(ranked[: int(fraction * len(ids) + 0.5)])
     return [c for c in clips if c.clip_id not in chosen], [c for c in clips if c.clip_id in chosen]
 
 
