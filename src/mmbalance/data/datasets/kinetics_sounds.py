@@ -6,7 +6,7 @@ and 2,597 test rows ``clip,10,label-index``. The LFM/MIE papers report 15,000 / 
 clips; no list with those counts is published, so the OGM-GE lists are used (the code the papers
 follow; datasets.md §3.2, methods.md §C1) with ``val_fraction`` (0.1, as the papers' 1,900 of
 19,000) of each class of the training list carved out as validation
-(:func:`mmbalance.data.youtube.carve_validation`): about 13,319 / 1,480 / 2,597.
+(:func:`mmbalance.data.youtube.carve_validation`): 13,318 / 1,481 / 2,597 with the defaults.
 
 **Clip names.** Training ids are CVDF's ``<youtube id>_<start:06d>_<end:06d>`` (the name of the
 file in the CVDF Kinetics-400 tarballs). Test ids are ``<youtube id>_<n>``; ``n`` is not documented
