@@ -169,7 +169,9 @@ def fetch(url: str, dest: Path, algorithm: str, expected: str, progress: bool) -
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     offset = part.stat().st_size if part.is_file() else 0
-    headers = {"Range": f"bytes={offset}-", "User-Agent": f"mmbalance/{__version__}"} if offset else {}
+    headers = {"User-Agent": f"mmbalance/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
             if offset and getattr(response, "status", None) != 206:
