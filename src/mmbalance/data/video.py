@@ -11,6 +11,9 @@
    segment ``i`` of ``n`` split into ``frames`` equal segments, index ``floor((i + 0.5) * n / frames)``
    (the papers' test-time segment sampling). When fewer than ``frames`` were decoded the same
    formula repeats uniformly spaced indices (``n=2, frames=3`` → ``0, 1, 1``).
+   ``select="first"`` keeps the first ``frames`` instead (the last repeated when fewer were
+   decoded): the NJUST Kinetics-Sounds loaders take the first 3 files of the 1-fps frame folder
+   (methods.md §C2; their ``os.listdir`` order is the file system's, sorted here).
 
 Each kept frame is converted to RGB and resized to ``size × size`` with PIL bilinear filtering.
 The result is uint8 of shape ``(frames, 3, size, size)``. A missing or undecodable file, one
@@ -57,8 +60,12 @@ def _decode_at_rate(path: Path, rate: float, size: int) -> list[np.ndarray]:
     return slots
 
 
-def read_frames(path: Path, frames: int, rate: float, size: int) -> np.ndarray:
-    """Decode ``path`` at ``rate`` fps, keep ``frames`` uniformly spaced frames, resize to ``size``²."""
+SELECTIONS = ("uniform", "first")
+
+
+def read_frames(path: Path, frames: int, rate: float, size: int, select: str = "uniform") -> np.ndarray:
+    """Decode ``path`` at ``rate`` fps, keep ``frames`` frames (``select``: uniformly spaced or the
+    first ones), resize to ``size``²."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: video file not found")
@@ -68,4 +75,8 @@ def read_frames(path: Path, frames: int, rate: float, size: int) -> np.ndarray:
         raise DataError(f"{path}: cannot decode video ({exc})") from exc
     if not decoded:
         raise DataError(f"{path}: no video frame could be decoded")
-    return np.stack([decoded[i] for i in uniform_indices(len(decoded), frames)])
+    if select == "first":
+        indices = np.minimum(np.arange(frames), len(decoded) - 1)
+    else:
+        indices = uniform_indices(len(decoded), frames)
+    return np.stack([decoded[i] for i in indices])
