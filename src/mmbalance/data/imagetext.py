@@ -268,7 +268,7 @@ class ImageTextDataset(Dataset):
         if problems and data_cfg["missing_images"] == "error":
             name, reason = sorted(problems.items())[0]
             raise DataError(
-                f"{download_dir / name}: {reason} ({len(problems)} of {len(names)} images unusable; "
+                f"{self.name}: image {name}: {reason} ({len(problems)} of {len(names)} images unusable; "
                 f"set data.{self.name}.missing_images: report to continue without them)"
             )
         files.update({f"{IMAGE_DIR}/{name}": digest for name, digest in hashes.items()})

@@ -38,7 +38,8 @@ def load_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
-            f"{path}: {what} weights not found (put the file there, or set weights: null for random init)"
+            f"{path}: {what} weights not found; place them there (docs/datasets.md) "
+            f"or set the encoder's weights: null for random initialisation"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
