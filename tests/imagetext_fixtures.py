@@ -104,7 +104,7 @@ def imagetext_params(root: Path, dataset: str, data: dict) -> dict:
             "text": {"max_length": 16},
         },
         f"train.embedded.{dataset}.epochs": 1,
-        f"train.embedded.{dataset}.batch_size": 4,
+        f"train.embedded.{dataset}.batch_size": 8,  # one batch: BatchNorm needs more than one sample
         f"train.embedded.{dataset}.encoders": {
             "image": {"name": "resnet10", "width": 4},
             "text": {"name": "bert_tiny"},
