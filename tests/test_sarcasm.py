@@ -18,7 +18,7 @@ from mmbalance.data.extract import extract
 from mmbalance.data.generate import generate
 from mmbalance.data.imagetext import fetch
 from mmbalance.engine.loop import train
-from mmbalance.errors import DataError
+from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import DATASETS
 from tests.imagetext_fixtures import http_server, imagetext_params, jpeg_bytes, md5, write_zip
 
@@ -212,3 +212,17 @@ def test_extract_shapes_and_one_training_epoch(pinned: tuple[str, Path], tmp_pat
     metrics = train(resolved, store, tmp_path / "run", device="cpu", progress=False)
     assert metrics["heads"] == ["fused", "image", "text"]
     assert 0.0 <= metrics["protocols"]["last"]["test"]["fused"]["acc"] <= 1.0
+
+
+@pytest.mark.parametrize("profile", ["embedded", "paper"])
+def test_repository_params_validate_and_resolve(profile: str) -> None:
+    from tests.conftest import REPO
+
+    overrides = ["experiment.datasets=[sarcasm, twitter2015]", f"profile={profile}"]
+    params = config.load_params(REPO / "params.yaml", overrides)
+    for dataset in ("sarcasm", "twitter2015"):
+        resolved = config.resolve_run(params, dataset, "lfm_h", 0)
+        assert set(resolved["train"]["encoders"]) == {"image", "text"}
+        assert config.raw_dir(params, dataset).parts[-3:-1] == ("raw", dataset)
+    with pytest.raises(ConfigError, match=r"'data\.sarcasm\.label': 'majority' is not one of"):
+        config.load_params(REPO / "params.yaml", [*overrides, "data.sarcasm.label=majority"])
