@@ -1,0 +1,151 @@
+"""The ``image`` adapter: a uint8 ``(B, 3, H, W)`` image → normalised → ResNet trunk → global average pool.
+
+``name: resnet50`` is torchvision's ResNet50 (Bottleneck [3, 4, 6, 3]) without its ``fc``: the
+2048-d pooled feature (methods.md §C3: AMSS replaces ``fc``; IGM keeps the 1000-d ImageNet logits,
+which we do not). Any other name is a trunk of the ResNet family of :mod:`.resnet` with its
+``width`` (``resnet18`` width 16 for the embedded preset and tests). Random initialisation unless
+``weights`` names a file: a state dict for that trunk, for ResNet50 torchvision's ImageNet
+checkpoint (``resnet50-11ad3fa6.pth`` is ``IMAGENET1K_V2``, the weights AMSS loads; ``fc.*`` keys
+are ignored). Nothing is ever downloaded.
+
+``mean``/``std`` (0-1 scale, RGB) normalise the pixels; ImageNet's by default. AMSS uses
+per-dataset values (datasets.md §2), which the paper presets in ``params.yaml`` set.
+``input_size`` optionally resizes (bilinear) before the trunk.
+
+The ResNet50 is exposed as ``stem`` + ``stages`` like the other trunks, so the stage-wise MMTM
+model can run it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from mmbalance.errors import ConfigError
+from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD
+from mmbalance.registry import ENCODERS, register_adapter
+
+IMAGE_KEYS = frozenset({"name", "width", "weights", "mean", "std", "input_size"})
+
+
+def load_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """A state dict from a user's file; a missing or unreadable file is a :class:`ConfigError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: {what} weights not found; place them there (docs/datasets.md) "
+            f"or set the encoder's weights: null for random initialisation"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, pickle errors, … on a bad file
+        raise ConfigError(f"{path}: not a readable PyTorch state dict ({exc})") from exc
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+class ResNet50Trunk(nn.Module):
+    """torchvision's ResNet50 as ``stem`` + four ``stages`` (no pooling, no ``fc``)."""
+
+    def __init__(self, weights: str | None) -> None:
+        super().__init__()
+        net = torchvision.models.resnet50(weights=None)
+        if weights:
+            state = {k: v for k, v in load_state(weights, "ResNet50").items() if not k.startswith("fc.")}
+            missing, unexpected = net.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith("fc.")]
+            if missing or unexpected:
+                raise ConfigError(
+                    f"{weights}: not a torchvision ResNet50 state dict (missing {missing[:3]}, "
+                    f"unexpected {list(unexpected)[:3]})"
+                )
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        self.stage_channels = [256, 512, 1024, 2048]
+        self.out_channels = 2048
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+class ImageEncoder(nn.Module):
+    """A (B, 3, H, W) uint8 image → (B, D) feature."""
+
+    def __init__(
+        self, trunk: nn.Module, mean: Sequence[float], std: Sequence[float], input_size: Sequence[int] | None
+    ) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.input_size = tuple(input_size) if input_size else None
+        self.out_dim: int = trunk.out_channels
+        self.register_buffer(
+            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) uint8 → float, normalised, resized to ``input_size`` when set."""
+        x = (x.float().div(255.0) - self.mean) / self.std
+        if self.input_size is not None:
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
+        return x
+
+    def pool(self, fmap: torch.Tensor, batch: int) -> torch.Tensor:
+        """(B, C, h, w) → (B, C): global average over space."""
+        del batch
+        return fmap.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.trunk(self.images(x)), x.shape[0])
+
+
+def _triple(cfg: dict, key: str, default: Sequence[float]) -> list[float]:
+    value = cfg.get(key, default)
+    if not (
+        isinstance(value, list | tuple) and len(value) == 3 and all(isinstance(v, int | float) for v in value)
+    ):
+        raise ConfigError(f"encoder of an 'image' modality: '{key}' must be three numbers, got {value!r}")
+    return [float(v) for v in value]
+
+
+@register_adapter("image")
+def image_encoder(cfg: dict) -> ImageEncoder:
+    """ResNet50 (torchvision) or a ResNet-family trunk of ``width`` on the image (module docstring)."""
+    unknown = sorted(set(cfg) - IMAGE_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"encoder of an 'image' modality: unknown key '{unknown[0]}' "
+            f"(allowed: {', '.join(sorted(IMAGE_KEYS))})"
+        )
+    weights = cfg.get("weights")
+    if cfg["name"] == "resnet50":
+        if "width" in cfg:
+            raise ConfigError(
+                "encoder of an 'image' modality: resnet50 has no 'width' (torchvision's ResNet50)"
+            )
+        trunk: nn.Module = ResNet50Trunk(weights)
+    else:
+        if "width" not in cfg:
+            raise ConfigError(f"encoder of an 'image' modality: '{cfg['name']}' needs 'width'")
+        trunk = ENCODERS.get(cfg["name"])(in_channels=3, width=cfg["width"])
+        if weights:
+            try:
+                trunk.load_state_dict(load_state(weights, cfg["name"]))
+            except RuntimeError as exc:
+                raise ConfigError(
+                    f"{weights}: does not fit {cfg['name']} width {cfg['width']} ({exc})"
+                ) from exc
+    return ImageEncoder(
+        trunk, _triple(cfg, "mean", IMAGENET_MEAN), _triple(cfg, "std", IMAGENET_STD), cfg.get("input_size")
+    )
