@@ -162,3 +162,25 @@ def test_user_errors_are_one_line(tiny_workspace: Path, args: list[str], message
     assert len(lines) == 1 and lines[0].startswith("mmbalance: error:"), proc.stderr
     assert message in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("size", "shuffle", "expected"),
+    [(9, True, [4, 5]), (9, False, [4, 4, 1]), (8, True, [4, 4]), (10, True, [4, 4, 2]), (1, True, [1])],
+)
+def test_training_batches_never_end_with_a_single_sample(
+    size: int, shuffle: bool, expected: list[int]
+) -> None:
+    from mmbalance.engine.batches import SplitBatches
+
+    batches = SplitBatches(
+        {"x": np.arange(size, dtype=np.float32)[:, None]},
+        np.zeros(size),
+        4,
+        torch.device("cpu"),
+        shuffle,
+        seed=1,
+    )
+    epoch = list(batches.epoch(3))
+    assert [len(b) for b in epoch] == expected and len(batches) == len(expected)
+    assert sorted(int(i) for b in epoch for i in b.index) == list(range(size))

@@ -3,7 +3,9 @@
 The training order of epoch ``e`` is a permutation drawn from ``numpy.random.default_rng([seed, e])``,
 so it depends on nothing but the seed and the epoch: a resumed run sees the same batches.
 Rows inside a batch are read in ascending order (sequential memmap access; the loss and
-BatchNorm statistics do not depend on the order within a batch).
+BatchNorm statistics do not depend on the order within a batch). A shuffled (training) split whose
+last batch would hold a single sample joins it to the batch before: BatchNorm cannot normalise one
+sample, and dropping it would lose data silently.
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ class SplitBatches:
         self.seed = seed
 
     def __len__(self) -> int:
-        return -(-self.labels.size // self.batch_size)
+        return len(self.bounds())
+
+    def bounds(self) -> list[tuple[int, int]]:
+        """``(start, stop)`` of each batch in the epoch's order."""
+        size = self.labels.size
+        starts = list(range(0, size, self.batch_size))
+        if self.shuffle and len(starts) > 1 and size - starts[-1] == 1:
+            starts.pop()
+        return [(start, min(nxt, size)) for start, nxt in zip(starts, [*starts[1:], size], strict=True)]
 
     def order(self, epoch: int) -> np.ndarray:
         if self.shuffle:
@@ -45,8 +55,8 @@ class SplitBatches:
 
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
         order = self.order(epoch)
-        for start in range(0, order.size, self.batch_size):
-            index = np.sort(order[start : start + self.batch_size])
+        for start, stop in self.bounds():
+            index = np.sort(order[start:stop])
             inputs = {m: torch.from_numpy(np.ascontiguousarray(a[index])) for m, a in self.arrays.items()}
             yield Batch(
                 inputs={m: x.to(self.device, non_blocking=True) for m, x in inputs.items()},
