@@ -153,6 +153,7 @@ def test_foreign_checkpoint_is_refused(tiny_workspace: Path, tmp_path: Path) -> 
         (["train", "--dataset", "synthav", "--method", "nope", "--seed", "0"], "unknown method 'nope'"),
         (["train", "--dataset", "synthav", "--method", "sum", "--seed", "0", "--run-id", "x"], "--run-id x"),
         (["extract", "--dataset", "synthav", "--set", "features.embedded.synthav.video.size=big"], "size"),
+        (["download", "--dataset", "nope"], "unknown dataset 'nope'"),
     ],
 )
 def test_user_errors_are_one_line(tiny_workspace: Path, args: list[str], message: str) -> None:

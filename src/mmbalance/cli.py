@@ -47,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("generate", help="generate (or download and verify) a dataset's raw files")
+    p = sub.add_parser(
+        "generate",
+        aliases=["download"],
+        help="prepare a dataset's raw files: generate synthav, download and verify a real dataset",
+    )
     _common(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--threads", type=_threads, default=1, help="worker processes")
@@ -282,6 +286,7 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "generate": cmd_generate,
+    "download": cmd_generate,
     "extract": cmd_extract,
     "train": cmd_train,
     "aggregate": cmd_aggregate,
