@@ -223,16 +223,26 @@ def short_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
 
 
+def _dataset_block(section: Mapping[str, Any], dataset: str, key: str) -> dict[str, Any]:
+    """``section[dataset]`` copied; an unknown dataset or a missing block is a ConfigError naming it."""
+    DATASETS.get(dataset)
+    if dataset not in section:
+        raise ConfigError(f"missing key '{key}.{dataset}'")
+    return copy.deepcopy(section[dataset])
+
+
 def data_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    return copy.deepcopy(params["data"][dataset])
+    return _dataset_block(params["data"], dataset, "data")
 
 
 def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    return copy.deepcopy(params["features"][params["profile"]][dataset])
+    profile = params["profile"]
+    return _dataset_block(params["features"][profile], dataset, f"features.{profile}")
 
 
 def train_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    return copy.deepcopy(params["train"][params["profile"]][dataset])
+    profile = params["profile"]
+    return _dataset_block(params["train"][profile], dataset, f"train.{profile}")
 
 
 def data_id(params: Mapping[str, Any], dataset: str) -> str:
