@@ -7,6 +7,7 @@ runs the real thing). Snakemake is called from this interpreter's environment.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import re
@@ -313,3 +314,21 @@ def test_dvc_yaml_matches_params(params):
         for figure in curve_figures(params, mmcfg.experiment_methods(params), modalities):
             figures.add(f"{params['paths']['tables']}/{dataset}_{figure.stem}.png")
     assert figures <= set(dvc["plots"])
+
+
+def test_paper_profile_over_every_real_dataset_builds_the_dag(project_with_params, params):
+    """`profile: paper` with every registered dataset: one generate, one extract per dataset and a
+    training run per dataset x method x seed, planned before any data exists (issue 5)."""
+    real = [d for d in DATASETS.names() if d != "synthav"]
+    edited = copy.deepcopy(params)
+    edited["profile"] = "paper"
+    edited["experiment"].update(datasets=["synthav", *real], methods=["concat", "ogm_ge"], seeds=[0, 1])
+    workdir = project_with_params(yaml.safe_dump(edited, sort_keys=False))
+    result = snakemake(
+        "--snakefile", REPO / "Snakefile", "--directory", workdir, "--dry-run", "--quiet", "rules"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    n = len(real) + 1
+    assert counts["generate"] == n and counts["extract"] == n
+    assert counts["train"] == n * 2 * 2
