@@ -295,6 +295,10 @@ def test_missing_clips_stop_or_are_counted(repo: Path, reference: cremad.Referen
     ):
         prepare(url_config(source), tmp_path / "raw")
     manifest = prepare(url_config(source, max_missing=1), tmp_path / "raw")
+    with pytest.raises(
+        DataError, match=r"AudioWAV/1001_DFA_NEU_XX.wav not found at file://.*/empty/\{path\}"
+    ):
+        prepare(url_config(tmp_path / "empty"), tmp_path / "raw-empty")  # a wrong source stops at once
     assert manifest["missing"] == {"train": 0, "val": 0, "test": 1}
     assert manifest["missing_clips"]["test"] == [gone]
     assert manifest["counts"]["test"] == 5

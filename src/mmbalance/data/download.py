@@ -138,13 +138,19 @@ def _download(url: str, part: Path, size: int, timeout: float) -> None:
         raise _Transient(str(exc.reason)) from exc
     except (TimeoutError, ConnectionError) as exc:
         raise _Transient(repr(exc)) from exc
+    written = 0
     try:
         with response:
+            declared = response.headers.get("Content-Length")
             resumed = have > 0 and getattr(response, "status", None) == 206
             with open(part, "ab" if resumed else "wb") as handle:
-                shutil.copyfileobj(response, handle, CHUNK)
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    handle.write(block)
+                    written += len(block)
     except (TimeoutError, ConnectionError, http.client.IncompleteRead, urllib.error.URLError) as exc:
         raise _Transient(repr(exc)) from exc
+    if declared is not None and written < int(declared):  # closed early; http.client may not raise
+        raise _Transient(f"connection closed after {written} of {declared} bytes")
 
 
 def place(source: Path, dest: Path, sha256: str, size: int, mode: str = "symlink") -> bool:

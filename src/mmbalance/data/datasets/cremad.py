@@ -316,7 +316,15 @@ class CremaD(Dataset):
                     )
                 tasks.append((clip.clip_id, [(rel, *lfs[rel]) for rel in rels]))
         obtain = partial(_obtain, cfg["source"], location, cfg["link"], str(out_dir))
-        results = {r["clip_id"]: r for r in parallel_map(obtain, tasks, workers, progress, desc="cremad")}
+        first = obtain(tasks[0])  # a wrong source fails here, not after 14,884 requests
+        if first["missing"] and cfg["max_missing"] == 0:
+            raise DataError(
+                f"cremad: {first['missing'][0]} not found at {location}; check data.cremad.source "
+                "(and url or root)"
+            )
+        results = {first["clip_id"]: first}
+        for result in parallel_map(obtain, tasks[1:], workers, progress, desc="cremad"):
+            results[result["clip_id"]] = result
 
         missing = {
             split: [c.clip_id for c in clips if results[c.clip_id]["missing"]]
