@@ -30,7 +30,7 @@ from mmbalance.config import (
 from mmbalance.data.datasets import cremad
 from mmbalance.data.datasets.base import sha256_file
 from mmbalance.data.download import md5_file
-from mmbalance.data.extract import extract
+from mmbalance.data.extract import extract, feature_shape
 from mmbalance.data.generate import generate
 from mmbalance.data.store import open_store
 from mmbalance.engine.loop import train
@@ -360,6 +360,9 @@ def test_params_blocks_validate_and_resolve(repo: Path, tmp_path: Path) -> None:
     assert run["train"]["scheduler"] == {"name": "step", "step_size": 70, "gamma": 0.1}
     assert (run["train"]["epochs"], run["train"]["batch_size"]) == (200, 64)
     assert run["features"]["video"] == {"frames": 1, "rate": 1.0, "size": 224}
+    assert feature_shape("spectrogram", run["features"]["audio"]) == (257, 299)  # the papers' text
+    assert feature_shape("spectrogram", {"frontend": "ogm_ge", "seconds": 3.0}) == (257, 188)  # variants
+    assert feature_shape("spectrogram", {"frontend": "lfm_code", "seconds": 20.0}) == (257, 1250)
     repo_params = yaml.safe_load((REPO / "params.yaml").read_text())
     assert repo_params["data"]["cremad"] == {k: v for k, v in vars(cremad.Config()).items()}
     assert "cremad" not in repo_params["experiment"]["datasets"]
