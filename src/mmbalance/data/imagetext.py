@@ -27,7 +27,6 @@ trailing newline): its first line is the text; a second line, when present, is a
 from __future__ import annotations
 
 import abc
-import csv
 import hashlib
 import os
 import shutil
@@ -47,10 +46,12 @@ from tqdm import tqdm
 from mmbalance import __version__
 from mmbalance.data.datasets.base import (
     MANIFEST,
+    SPLIT_DIR,
     SPLITS,
     Dataset,
     Item,
     parallel_map,
+    read_split_rows,
     sha256_file,
     write_raw_manifest,
 )
@@ -59,7 +60,6 @@ from mmbalance.io import atomic_open, atomic_path, write_csv
 
 IMAGE_DIR = "images"
 TEXT_DIR = "texts"
-SPLIT_DIR = "splits"
 MISSING = "missing.csv"
 SPLIT_FIELDS = ("clip_id", "label", "image", "text")
 MISSING_FIELDS = ("split", "clip_id", "image", "reason")
@@ -321,28 +321,14 @@ class ImageTextDataset(Dataset):
 
     def items(self, raw_dir: Path, split: str) -> list[Item]:
         """Read ``splits/<split>.csv``; a missing or malformed file raises :class:`DataError` naming it."""
-        path = Path(raw_dir) / SPLIT_DIR / f"{split}.csv"
-        if not path.is_file():
-            raise DataError(f"{path}: split file not found")
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or not set(SPLIT_FIELDS) <= set(reader.fieldnames):
-                raise DataError(f"{path}: expected columns {', '.join(SPLIT_FIELDS)}")
-            rows = list(reader)
-        items = []
-        for number, row in enumerate(rows, start=2):
-            try:
-                label = int(row["label"])
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"{path}: line {number} is malformed ({row})") from exc
-            items.append(
-                Item(
-                    clip_id=row["clip_id"],
-                    label=label,
-                    paths={"image": Path(raw_dir) / row["image"], "text": Path(raw_dir) / row["text"]},
-                )
+        return [
+            Item(
+                clip_id=row["clip_id"],
+                label=row["label"],
+                paths={"image": Path(raw_dir) / row["image"], "text": Path(raw_dir) / row["text"]},
             )
-        return items
+            for row in read_split_rows(raw_dir, split, SPLIT_FIELDS)
+        ]
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -72,7 +72,16 @@ import soundfile as sf
 from tqdm import tqdm
 
 from mmbalance import __version__
-from mmbalance.data.datasets.base import MANIFEST, SPLITS, Item, parallel_map, sha256_file, write_raw_manifest
+from mmbalance.data.datasets.base import (
+    MANIFEST,
+    SPLIT_DIR,
+    SPLITS,
+    Item,
+    parallel_map,
+    read_split_rows,
+    sha256_file,
+    write_raw_manifest,
+)
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import atomic_open, atomic_path, write_csv
 
@@ -80,7 +89,6 @@ log = logging.getLogger("mmbalance.data")
 
 VIDEO_DIR = "Video"
 AUDIO_DIR = "AudioWAV"
-SPLIT_DIR = "splits"
 MISSING_DIR = "missing"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm")
 YTID_LENGTH = 11
@@ -232,23 +240,14 @@ def carve_validation(clips: Sequence[Clip], fraction: float, seed: int) -> tuple
 def read_split(raw_dir: Path, split: str) -> list[Item]:
     """The :class:`Item` list of ``splits/<split>.csv``; a missing or malformed file raises
     :class:`DataError` naming it."""
-    path = Path(raw_dir) / SPLIT_DIR / f"{split}.csv"
-    if not path.is_file():
-        raise DataError(f"{path}: split file not found")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"clip_id", "label", "audio", "video"} <= set(reader.fieldnames):
-            raise DataError(f"{path}: expected columns clip_id, label, audio and video")
-        rows = list(reader)
-    items = []
-    for number, row in enumerate(rows, start=2):
-        try:
-            label = int(row["label"])
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{path}: line {number} is malformed ({row})") from exc
-        paths = {"audio": Path(raw_dir) / row["audio"], "video": Path(raw_dir) / row["video"]}
-        items.append(Item(clip_id=row["clip_id"], label=label, paths=paths))
-    return items
+    return [
+        Item(
+            clip_id=row["clip_id"],
+            label=row["label"],
+            paths={"audio": Path(raw_dir) / row["audio"], "video": Path(raw_dir) / row["video"]},
+        )
+        for row in read_split_rows(raw_dir, split, ("clip_id", "label", "audio", "video"))
+    ]
 
 
 # --- locating clips -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ before it decodes anything.
 from __future__ import annotations
 
 import abc
+import csv
 import hashlib
 import multiprocessing
 import sys
@@ -23,10 +24,13 @@ from typing import Any, ClassVar, TypeVar
 
 from tqdm import tqdm
 
+from mmbalance.errors import DataError
 from mmbalance.io import write_json
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 MANIFEST = "manifest.json"
+SPLIT_DIR = "splits"
+"""Where a prepared raw folder lists each split, one ``<split>.csv`` per split."""
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -62,6 +66,28 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def items(self, raw_dir: Path, split: str) -> list[Item]:
         """The clips of ``split`` (one of :data:`SPLITS`) in a prepared ``raw_dir``, in file order."""
+
+
+def read_split_rows(raw_dir: Path, split: str, columns: Sequence[str] = ("clip_id", "label")) -> list[dict]:
+    """The rows of ``<raw_dir>/splits/<split>.csv`` (UTF-8), with ``label`` as an int.
+
+    A missing file, a missing column in ``columns`` or a non-integer label raises
+    :class:`DataError` naming the file (and the line).
+    """
+    path = Path(raw_dir) / SPLIT_DIR / f"{split}.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: split file not found")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+            raise DataError(f"{path}: expected columns {', '.join(columns)}")
+        rows = list(reader)
+    for number, row in enumerate(rows, start=2):
+        try:
+            row["label"] = int(row["label"])
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{path}: line {number} is malformed ({row})") from exc
+    return rows
 
 
 def sha256_file(path: Path) -> str:

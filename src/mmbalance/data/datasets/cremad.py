@@ -69,10 +69,12 @@ from mmbalance import __version__
 from mmbalance.config import typed_options
 from mmbalance.data.datasets.base import (
     MANIFEST,
+    SPLIT_DIR,
     SPLITS,
     Dataset,
     Item,
     parallel_map,
+    read_split_rows,
     sha256_file,
     write_raw_manifest,
 )
@@ -91,7 +93,6 @@ SOURCE_URLS = {
 }
 LFS_COMMIT = "1658cd3"
 CLIP_NAME = re.compile(r"(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{2})")
-SPLIT_DIR = "splits"
 ANNOTATION_DIR = "annotations"
 CSV_FIELDS = ("clip_id", "label", "label_name", "actor")
 SHOWN_MISSING = 5
@@ -378,20 +379,11 @@ class CremaD(Dataset):
 
     def items(self, raw_dir: Path, split: str) -> list[Item]:
         """Read ``splits/<split>.csv``; a missing or malformed file raises :class:`DataError` naming it."""
-        path = Path(raw_dir) / SPLIT_DIR / f"{split}.csv"
-        if not path.is_file():
-            raise DataError(f"{path}: split file not found")
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or not {"clip_id", "label"} <= set(reader.fieldnames):
-                raise DataError(f"{path}: expected columns clip_id and label")
-            rows = list(reader)
-        items = []
-        for number, row in enumerate(rows, start=2):
-            try:
-                clip_id, label = row["clip_id"], int(row["label"])
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"{path}: line {number} is malformed ({row})") from exc
-            paths = {modality: Path(raw_dir) / media_path(clip_id, modality) for modality in MEDIA}
-            items.append(Item(clip_id=clip_id, label=label, paths=paths))
-        return items
+        return [
+            Item(
+                clip_id=row["clip_id"],
+                label=row["label"],
+                paths={m: Path(raw_dir) / media_path(row["clip_id"], m) for m in MEDIA},
+            )
+            for row in read_split_rows(raw_dir, split)
+        ]

@@ -47,7 +47,6 @@ and lower ``video.noise`` and ``video.confusion``.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Mapping
 from functools import partial
@@ -61,20 +60,21 @@ import soundfile as sf
 from mmbalance import __version__
 from mmbalance.data.datasets.base import (
     MANIFEST,
+    SPLIT_DIR,
     SPLITS,
     Dataset,
     Item,
     parallel_map,
+    read_split_rows,
     sha256_file,
     write_raw_manifest,
 )
-from mmbalance.errors import ConfigError, DataError
+from mmbalance.errors import ConfigError
 from mmbalance.io import atomic_open, write_csv
 from mmbalance.registry import register_dataset
 
 AUDIO_DIR = "AudioWAV"
 VIDEO_DIR = "VideoMP4"
-SPLIT_DIR = "splits"
 CLIP_FILE = re.compile(r"(train|val|test)_\d{5}_c\d+\.(wav|mp4)")
 CSV_FIELDS = ("clip_id", "label", "label_name", "audio_cue", "video_cue")
 
@@ -313,28 +313,14 @@ class SynthAV(Dataset):
 
     def items(self, raw_dir: Path, split: str) -> list[Item]:
         """Read ``splits/<split>.csv``; a missing or malformed file raises :class:`DataError` naming it."""
-        path = Path(raw_dir) / SPLIT_DIR / f"{split}.csv"
-        if not path.is_file():
-            raise DataError(f"{path}: split file not found")
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is None or not {"clip_id", "label"} <= set(reader.fieldnames):
-                raise DataError(f"{path}: expected columns clip_id and label")
-            rows = list(reader)
-        items = []
-        for number, row in enumerate(rows, start=2):
-            try:
-                clip_id, label = row["clip_id"], int(row["label"])
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"{path}: line {number} is malformed ({row})") from exc
-            items.append(
-                Item(
-                    clip_id=clip_id,
-                    label=label,
-                    paths={
-                        "audio": Path(raw_dir) / AUDIO_DIR / f"{clip_id}.wav",
-                        "video": Path(raw_dir) / VIDEO_DIR / f"{clip_id}.mp4",
-                    },
-                )
+        return [
+            Item(
+                clip_id=row["clip_id"],
+                label=row["label"],
+                paths={
+                    "audio": Path(raw_dir) / AUDIO_DIR / f"{row['clip_id']}.wav",
+                    "video": Path(raw_dir) / VIDEO_DIR / f"{row['clip_id']}.mp4",
+                },
             )
-        return items
+            for row in read_split_rows(raw_dir, split)
+        ]
