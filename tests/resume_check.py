@@ -50,8 +50,8 @@ def train_killed_and_resumed(
     overrides: list[str] | None = None,
 ) -> list[dict]:
     """Train ``method`` once straight through and once killed after epoch ``kill_after`` then resumed;
-    return the history. ``options`` replace ``methods.<method>`` of the workspace's params (``None``
-    keeps them); ``overrides`` are further ``key=value`` params overrides (e.g. the epoch count).
+    return the history. ``options`` replace ``methods.<method>`` and the embedded synthav preset's
+    ``methods.<method>`` of the workspace's params (``None`` keeps them); ``overrides`` are further ``key=value`` params overrides (e.g. the epoch count).
 
     Asserts equal histories, metrics and final checkpoints (model and method state).
     """
@@ -59,7 +59,9 @@ def train_killed_and_resumed(
     params = config.load_params(workspace)
     settings = [f"paths.results={tmp_path / 'results'}"]
     if options is not None:
+        # the embedded synthav block's own method settings would otherwise override these
         settings.append(f"methods.{method}={json.dumps(options)}")
+        settings.append(f"train.embedded.synthav.methods.{method}={json.dumps(options)}")
     params = config.apply_overrides(params, [*settings, *(overrides or [])])
     resolved = config.resolve_run(params, "synthav", method, 0)
     features = config.feature_dir(params, "synthav")

@@ -160,3 +160,19 @@ def test_bad_variants_are_named(params: dict, variant: dict, message: str) -> No
     params["variants"] = variant
     with pytest.raises(ConfigError, match=re.escape(message)):
         config.validate(params)
+
+
+def test_per_dataset_method_settings_apply_to_their_dataset_and_profile_only(params: dict) -> None:
+    params["train"]["embedded"]["synthav"]["methods"] = {"ogm_ge": {"alpha": 0.1}}
+    params["methods"]["ogm_ge"] = {"alpha": 0.5, "end_epoch": 20}
+    assert config.method_options(params, "ogm_ge", dataset="synthav")["alpha"] == 0.1
+    assert config.method_options(params, "ogm_ge", dataset="synthav")["end_epoch"] == 20
+    assert config.method_options(params, "ogm_ge")["alpha"] == 0.5
+    before = config.resolve_run(params, "synthav", "concat", 0)["run_id"]
+    params["train"]["embedded"]["synthav"]["methods"]["ogm_ge"]["alpha"] = 0.2
+    assert config.resolve_run(params, "synthav", "concat", 0)["run_id"] == before  # only ogm_ge's runs move
+    assert "methods" not in config.train_config(params, "synthav")
+    params["train"]["paper"]["synthav"]["methods"] = {"ogm_ge": {"alpah": 0.3}}
+    message = "unknown key 'train.paper.synthav.methods.ogm_ge.alpah'"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.validate(params)

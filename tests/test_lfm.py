@@ -314,7 +314,7 @@ def history(path: Path) -> list[dict]:
 def test_alpha_in_history_and_kept_by_resume(tiny_workspace: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     params = config.load_params(tiny_workspace)
-    params["methods"]["lfm_lb"] = {"alpha_lr": 0.5, "alpha_init": 0.5}
+    params["train"]["embedded"]["synthav"]["methods"]["lfm_lb"] = {"alpha_lr": 0.5, "alpha_init": 0.5}
     resolved = config.resolve_run(params, "synthav", "lfm_lb", 0)
     features = config.feature_dir(params, "synthav")
     Trainer(resolved, features, tmp_path / "full", device="cpu").fit(progress=False)

@@ -111,6 +111,11 @@ def validate(params: Any, source: str = "params.yaml") -> None:
         base_method(params, method)
     for method in params["methods"]:
         method_options(params, method, source=source)
+    for profile, presets in params["train"].items():
+        for dataset, preset in presets.items():
+            for method in preset.get("methods", {}):
+                METHODS.get(method)
+                method_options({**params, "profile": profile}, method, source=source, dataset=dataset)
 
 
 def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -> list[str]:
@@ -186,15 +191,23 @@ def method_class(params: Mapping[str, Any], name: str) -> type:
     return METHODS.get(base_method(params, name))
 
 
-def method_options(params: Mapping[str, Any], method: str, source: str = "params.yaml") -> dict[str, Any]:
-    """The options of a run of ``method``: the plugin's defaults, then ``methods.<plugin>``, then,
-    for a variant, ``variants.<method>.options`` (so a variant differs from its plugin's configured
-    run only in what it names)."""
+def method_options(
+    params: Mapping[str, Any], method: str, source: str = "params.yaml", dataset: str | None = None
+) -> dict[str, Any]:
+    """The options of a run of ``method``: the plugin's defaults, then ``methods.<plugin>``, then, on
+    ``dataset``, ``train.<profile>.<dataset>.methods.<plugin>`` (the papers' per-dataset settings),
+    then, for a variant, ``variants.<method>.options`` (so a variant differs from its plugin's
+    configured run only in what it names)."""
     base = base_method(params, method)
     cls = METHODS.get(base)
     overrides = dict(params.get("methods", {}).get(base, {}) or {})
     try:
         options = typed_options(cls.Options(), overrides, where=f"methods.{base}")
+        if dataset is not None:
+            profile = params["profile"]
+            per_dataset = params["train"][profile].get(dataset, {}).get("methods", {}).get(base, {})
+            where = f"train.{profile}.{dataset}.methods.{base}"
+            options = typed_options(cls.Options(**options), per_dataset, where=where)
         if base != method:
             variant = params["variants"][method].get("options", {}) or {}
             options = typed_options(cls.Options(**options), variant, where=f"variants.{method}.options")
@@ -241,8 +254,12 @@ def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 
 
 def train_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """The dataset's training preset, without its per-dataset ``methods`` block (which enters a run
+    through :func:`method_options`, so it moves only the run ids of the methods it names)."""
     profile = params["profile"]
-    return _dataset_block(params["train"][profile], dataset, f"train.{profile}")
+    block = _dataset_block(params["train"][profile], dataset, f"train.{profile}")
+    block.pop("methods", None)
+    return block
 
 
 def data_id(params: Mapping[str, Any], dataset: str) -> str:
@@ -275,7 +292,7 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
         "dataset": dataset,
         "method": method,
         "method_class": base_method(params, method),
-        "method_options": method_options(params, method),
+        "method_options": method_options(params, method, dataset=dataset),
         "data": data_config(params, dataset),
         "features": feature_config(params, dataset),
         "feature_id": feature_id(params, dataset),
