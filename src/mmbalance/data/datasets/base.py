@@ -18,6 +18,7 @@ import hashlib
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -125,14 +126,15 @@ def parallel_map(
 ) -> Iterator[_R]:
     """Yield ``fn(task)`` for every task, in task order, using ``workers`` processes.
 
-    ``workers <= 1`` runs in this process. Otherwise a process pool is used, started with
-    ``fork`` where the platform has it (``spawn`` elsewhere): workers start at once with the
-    already imported numpy/librosa/PyAV and need no ``if __name__ == "__main__"`` guard in the
-    calling script. They run numpy, soundfile, librosa, PyAV and PIL only, never torch or an
-    OpenMP pool, so a forked copy of a training process is harmless. ``fn`` must be picklable
-    (a module-level function or a ``functools.partial`` of one). An exception raised by ``fn``
-    in a worker is re-raised here and the pool is terminated. A tqdm bar goes to stderr when
-    ``progress`` is true.
+    ``workers <= 1`` runs in this process. Otherwise a ``ProcessPoolExecutor`` is used, its workers
+    started with ``fork`` where the platform has it (``spawn`` elsewhere): they start at once with
+    the already imported numpy/librosa/PyAV and need no ``if __name__ == "__main__"`` guard in the
+    calling script. They run numpy, soundfile, librosa, PyAV and PIL only, never torch or an OpenMP
+    pool, so a forked copy of a training process is harmless. ``fn`` must be picklable (a
+    module-level function or a ``functools.partial`` of one). An exception raised by ``fn`` in a
+    worker is re-raised here after the pending tasks are cancelled and the workers have exited
+    (``multiprocessing.Pool.terminate`` can deadlock at that point when its task queue is full). A
+    tqdm bar goes to stderr when ``progress`` is true.
     """
     if workers <= 1 or len(tasks) <= 1:
         with _bar(len(tasks), desc, progress) as bar:
@@ -142,12 +144,18 @@ def parallel_map(
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     chunksize = max(1, min(16, len(tasks) // (4 * workers)))
-    # the pool starts before the bar, whose monitor thread a forked child must not inherit
-    pool_context = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
-    with pool_context as pool, _bar(len(tasks), desc, progress) as bar:
-        for result in pool.imap(fn, tasks, chunksize=chunksize):
-            yield result
-            bar.update()
+    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context(method))
+    try:
+        # every task is submitted (and the workers forked) before the bar's monitor thread exists
+        results = executor.map(fn, tasks, chunksize=chunksize)
+        with _bar(len(tasks), desc, progress) as bar:
+            for result in results:
+                yield result
+                bar.update()
+    except BaseException:
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
 
 
 def _bar(total: int, desc: str, progress: bool) -> tqdm:
