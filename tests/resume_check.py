@@ -51,7 +51,8 @@ def train_killed_and_resumed(
 ) -> list[dict]:
     """Train ``method`` once straight through and once killed after epoch ``kill_after`` then resumed;
     return the history. ``options`` replace ``methods.<method>`` and the embedded synthav preset's
-    ``methods.<method>`` of the workspace's params (``None`` keeps them); ``overrides`` are further ``key=value`` params overrides (e.g. the epoch count).
+    ``methods.<method>`` of the workspace's params (``None`` keeps them); ``overrides`` are further
+    ``key=value`` params overrides (e.g. the epoch count).
 
     Asserts equal histories, metrics and final checkpoints (model and method state).
     """
