@@ -14,7 +14,7 @@ from mmbalance.data.audio import read_wav
 from mmbalance.errors import DataError
 from mmbalance.registry import FRONTENDS
 
-DEFAULT_SHAPES = {"pmr": (257, 299), "ogm_ge": (257, 188), "lfm_code": (257, 1250)}
+DEFAULT_SHAPES = {"pmr": (257, 299), "ogm_ge": (257, 188), "lfm_code": (257, 1250), "amss_ks": (257, 1003)}
 
 
 def test_every_frontend_has_a_documented_default_shape() -> None:
