@@ -14,9 +14,9 @@ import torch
 
 from mmbalance import config
 from mmbalance.data.datasets import sarcasm
+from mmbalance.data.download import fetch_pinned
 from mmbalance.data.extract import extract
 from mmbalance.data.generate import generate
-from mmbalance.data.imagetext import fetch
 from mmbalance.engine.loop import train
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import DATASETS
@@ -176,13 +176,13 @@ def test_fetch_resumes_over_http_and_skips_verified(tmp_path: Path) -> None:
     dest.parent.mkdir()
     (dest.parent / "train.txt.part").write_bytes(payload[:5000])
     with http_server(served) as (base, ranges):
-        fetch(base + "train.txt", dest, md5(served / "train.txt"), progress=False)
+        fetch_pinned(base + "train.txt", dest, "md5", md5(served / "train.txt"), progress=False)
     assert ranges == ["bytes=5000-"]
     assert dest.read_bytes() == payload and not (dest.parent / "train.txt.part").exists()
     (served / "train.txt").unlink()  # the source is gone: a verified copy is not fetched again
-    assert fetch("http://127.0.0.1:9/train.txt", dest, md5(dest), progress=False) == dest
+    assert fetch_pinned("http://127.0.0.1:9/train.txt", dest, "md5", md5(dest), progress=False) == dest
     with pytest.raises(DataError, match=r"train\.txt: download from http://127\.0\.0\.1:9/gone\.txt failed"):
-        fetch("http://127.0.0.1:9/gone.txt", dest, "0" * 32, progress=False)
+        fetch_pinned("http://127.0.0.1:9/gone.txt", dest, "md5", "0" * 32, progress=False)
 
 
 def test_prepare_again_keeps_verified_copies(pinned: tuple[str, Path], tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ import torch
 from mmbalance.config import typed_options
 from mmbalance.data.datasets import vggsound
 from mmbalance.data.datasets.base import sha256_file
+from mmbalance.data.download import fetch_pinned as fetch
+from mmbalance.data.download import file_digest
 from mmbalance.data.extract import extract
 from mmbalance.data.store import open_store
-from mmbalance.data.youtube import fetch, file_digest
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.errors import DataError

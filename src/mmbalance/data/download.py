@@ -22,7 +22,6 @@ the same checks. Only the standard library is used for the network (``urllib``).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -31,8 +30,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
+
 from mmbalance import __version__
-from mmbalance.data.datasets.base import sha256_file
+from mmbalance.data.datasets.base import file_digest, sha256_file
 from mmbalance.errors import DataError
 
 CHUNK = 1 << 20
@@ -52,11 +53,7 @@ class _Transient(Exception):  # noqa: N818 (internal retry signal)
 
 def md5_file(path: Path) -> str:
     """Hex md5 of a file's bytes (the checksum published for split files)."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def is_lfs_pointer(path: Path) -> bool:
@@ -151,6 +148,63 @@ def _download(url: str, part: Path, size: int, timeout: float) -> None:
         raise _Transient(repr(exc)) from exc
     if declared is not None and written < int(declared):  # closed early; http.client may not raise
         raise _Transient(f"connection closed after {written} of {declared} bytes")
+
+
+def fetch_pinned(url: str, dest: Path, algorithm: str, expected: str, progress: bool = True) -> Path:
+    """Download a small pinned file (a split list) ``url`` to ``dest`` and verify its ``algorithm``
+    digest (:func:`file_digest`); resumable, atomic, with a byte progress bar.
+
+    A ``dest`` already present with the right digest is kept. Bytes go to ``dest.part``; an
+    interrupted download resumes with an HTTP Range request (a server that ignores it, or a
+    ``file://`` URL, restarts from the beginning). The finished file is verified, then renamed to
+    ``dest``; a digest mismatch deletes it and raises :class:`DataError` naming the file and URL.
+    """
+    dest = Path(dest)
+    if dest.is_file() and file_digest(dest, algorithm) == expected:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.is_file() else 0
+    headers = {"User-Agent": f"mmbalance/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
+            if offset and getattr(response, "status", None) != 206:
+                offset = 0
+            length = response.headers.get("Content-Length")
+            total = offset + int(length) if length else None
+            with (
+                open(part, "ab" if offset else "wb") as out,
+                tqdm(
+                    total=total,
+                    initial=offset,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    disable=not progress,
+                    leave=False,
+                ) as bar,
+            ):
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416:  # 416: the range starts at the end, the part is complete
+            raise DataError(f"{dest.name}: download from {url} failed ({exc}); re-run to resume") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataError(
+            f"{dest.name}: download from {url} failed ({exc}); {part} is kept, re-run to resume"
+        ) from exc
+    actual = file_digest(part, algorithm)
+    if actual != expected:
+        part.unlink()
+        raise DataError(
+            f"{dest.name}: {algorithm} {actual} does not match the pinned {expected} (downloaded from "
+            f"{url}); the download was deleted (a changed upstream file or a corrupt transfer)"
+        )
+    os.replace(part, dest)
+    return dest
 
 
 def place(source: Path, dest: Path, sha256: str, size: int, mode: str = "symlink") -> bool:

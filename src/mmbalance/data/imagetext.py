@@ -2,7 +2,8 @@
 files, gather the tweet images from the archives a person downloads, write one text file per sample.
 
 **Split files** are fetched by URL (``https://``, ``http://`` or ``file://``) into the dataset's
-``download_dir`` with :func:`fetch`: a file already there with the pinned md5 is not fetched again;
+``download_dir`` with :func:`mmbalance.data.download.fetch_pinned`: a file already there with the
+pinned md5 is not fetched again;
 otherwise the bytes go to ``<name>.part`` (an interrupted HTTP download resumes with a ``Range``
 request; a server that ignores it, or a ``file://`` source, sends the whole file again), the md5 is
 checked and only then is the file renamed into place. A wrong md5 removes the partial file and stops
@@ -27,12 +28,8 @@ trailing newline): its first line is the text; a second line, when present, is a
 from __future__ import annotations
 
 import abc
-import hashlib
-import os
 import shutil
 import sys
-import urllib.error
-import urllib.request
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -55,6 +52,7 @@ from mmbalance.data.datasets.base import (
     sha256_file,
     write_raw_manifest,
 )
+from mmbalance.data.download import fetch_pinned
 from mmbalance.errors import DataError
 from mmbalance.io import atomic_open, atomic_path, write_csv
 
@@ -65,59 +63,6 @@ SPLIT_FIELDS = ("clip_id", "label", "image", "text")
 MISSING_FIELDS = ("split", "clip_id", "image", "reason")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 CHUNK = 1 << 20
-
-
-def md5_file(path: Path) -> str:
-    """Hex md5 of a file's bytes (the checksums published for the split files are md5)."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch(url: str, dest: Path, md5: str, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` unless ``dest`` already has the md5 ``md5`` (module docstring).
-
-    Resumes a partial ``dest.part`` over HTTP with a ``Range`` request. Raises :class:`DataError`
-    naming the file on an unreachable URL or a wrong checksum (the partial file is then removed).
-    """
-    dest = Path(dest)
-    if dest.is_file() and md5_file(dest) == md5:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.is_file() and url.startswith(("http://", "https://")) else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            resumed = offset > 0 and getattr(response, "status", 200) == 206
-            total = response.headers.get("Content-Length")
-            bar = tqdm(
-                total=int(total) + (offset if resumed else 0) if total else None,
-                initial=offset if resumed else 0,
-                desc=dest.name,
-                unit="B",
-                unit_scale=True,
-                file=sys.stderr,
-                disable=not progress,
-                leave=False,
-            )
-            with bar, open(part, "ab" if resumed else "wb") as handle:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    handle.write(block)
-                    bar.update(len(block))
-    except urllib.error.HTTPError as exc:
-        if exc.code != 416:  # 416: the partial file already holds every byte; its md5 decides below
-            raise DataError(f"{dest}: download from {url} failed ({exc}); run again to resume") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"{dest}: download from {url} failed ({exc}); run again to resume") from exc
-    got = md5_file(part)
-    if got != md5:
-        part.unlink()
-        raise DataError(f"{dest}: md5 {got} does not match the pinned {md5} (downloaded from {url})")
-    os.replace(part, dest)
-    return dest
 
 
 @dataclass(frozen=True)
@@ -254,7 +199,7 @@ class ImageTextDataset(Dataset):
         (out_dir / MANIFEST).unlink(missing_ok=True)
         files: dict[str, str] = {}
         for rel, (url, md5) in self.sources(data_cfg).items():
-            cached = fetch(url, download_dir / Path(rel).name, md5, progress)
+            cached = fetch_pinned(url, download_dir / Path(rel).name, "md5", md5, progress)
             with atomic_path(out_dir / rel) as tmp:
                 shutil.copyfile(cached, tmp)
             files[rel] = sha256_file(out_dir / rel)

@@ -57,8 +57,6 @@ import re
 import shutil
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +80,7 @@ from mmbalance.data.datasets.base import (
     sha256_file,
     write_raw_manifest,
 )
+from mmbalance.data.download import file_digest
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import atomic_open, atomic_path, write_csv
 
@@ -141,19 +140,6 @@ class Clip:
 # --- pinned small files ---------------------------------------------------------------------------
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of a file: ``md5``, ``sha256`` or ``git-blob`` (``git hash-object``: sha1 of
-    ``"blob <size>\\0"`` + content, how a file in a git repository is pinned)."""
-    if algorithm == "git-blob":
-        digest = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode())
-    else:
-        digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_file(path: Path, algorithm: str, expected: str) -> None:
     """Raise :class:`DataError` naming ``path`` when it is missing or its digest is not ``expected``."""
     if not Path(path).is_file():
@@ -161,62 +147,6 @@ def verify_file(path: Path, algorithm: str, expected: str) -> None:
     actual = file_digest(path, algorithm)
     if actual != expected:
         raise DataError(f"{path}: {algorithm} {actual} does not match the pinned {expected}")
-
-
-def fetch(url: str, dest: Path, algorithm: str, expected: str, progress: bool) -> Path:
-    """Download ``url`` to ``dest`` and verify its digest; resumable, atomic.
-
-    A ``dest`` already present with the right digest is kept. Bytes go to ``dest.part``; an
-    interrupted download resumes with an HTTP Range request (a server that ignores it, or a
-    ``file://`` URL, restarts from the beginning). The finished file is verified, then renamed to
-    ``dest``; a digest mismatch deletes it and raises :class:`DataError` naming the file and URL.
-    """
-    dest = Path(dest)
-    if dest.is_file() and file_digest(dest, algorithm) == expected:
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    offset = part.stat().st_size if part.is_file() else 0
-    headers = {"User-Agent": f"mmbalance/{__version__}"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
-            if offset and getattr(response, "status", None) != 206:
-                offset = 0
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length else None
-            with (
-                open(part, "ab" if offset else "wb") as out,
-                tqdm(
-                    total=total,
-                    initial=offset,
-                    unit="B",
-                    unit_scale=True,
-                    desc=dest.name,
-                    disable=not progress,
-                    leave=False,
-                ) as bar,
-            ):
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    bar.update(len(block))
-    except urllib.error.HTTPError as exc:
-        if exc.code != 416:  # 416: the range starts at the end, the part is complete
-            raise DataError(f"{dest.name}: download from {url} failed ({exc}); re-run to resume") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataError(
-            f"{dest.name}: download from {url} failed ({exc}); {part} is kept, re-run to resume"
-        ) from exc
-    actual = file_digest(part, algorithm)
-    if actual != expected:
-        part.unlink()
-        raise DataError(
-            f"{dest.name}: {algorithm} {actual} of the file downloaded from {url} does not match the "
-            f"pinned {expected}; the download was deleted (a changed upstream file or a corrupt transfer)"
-        )
-    os.replace(part, dest)
-    return dest
 
 
 # --- splits -----------------------------------------------------------------------------------------

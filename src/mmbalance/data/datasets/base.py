@@ -91,13 +91,22 @@ def read_split_rows(raw_dir: Path, split: str, columns: Sequence[str] = ("clip_i
     return rows
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file: ``md5``, ``sha256`` or ``git-blob`` (``git hash-object``: sha1 of
+    ``"blob <size>\\0"`` + content, how a file in a git repository is pinned)."""
+    if algorithm == "git-blob":
+        digest = hashlib.sha1(f"blob {Path(path).stat().st_size}\0".encode())
+    else:
+        digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return file_digest(path, "sha256")
 
 
 def write_raw_manifest(

@@ -35,12 +35,12 @@ from typing import Any, ClassVar
 
 from mmbalance.config import typed_options
 from mmbalance.data.datasets.base import Dataset, Item
+from mmbalance.data.download import fetch_pinned
 from mmbalance.data.youtube import (
     Clip,
     ClipsConfig,
     begin,
     carve_validation,
-    fetch,
     prepare_clips,
     read_split,
 )
@@ -113,7 +113,7 @@ class VGGSound(Dataset):
         :func:`~mmbalance.data.youtube.prepare_clips`."""
         cfg = typed_options(Config(), data_cfg, where=f"data.{self.name}")
         out_dir = begin(out_dir)
-        path = fetch(cfg["csv_url"], out_dir / CSV_NAME, "git-blob", cfg["csv_git_blob"], progress)
+        path = fetch_pinned(cfg["csv_url"], out_dir / CSV_NAME, "git-blob", cfg["csv_git_blob"], progress)
         parsed, names, duplicates = parse_csv(path)
         train, val = carve_validation(parsed["train"], cfg["val_fraction"], cfg["val_seed"])
         lists = {"train": train, "val": val, "test": parsed["test"]}
