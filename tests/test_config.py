@@ -71,6 +71,16 @@ def test_method_sets(params: dict) -> None:
         config.validate(params)
 
 
+def test_methods_list_expands_sets_in_order_without_repeats(params: dict) -> None:
+    params["experiment"]["method_sets"] = {"pair": ["concat", "sum"], "more": ["sum", "pmr"]}
+    params["experiment"]["methods"] = ["unimodal", "pair", "more", "concat"]
+    config.validate(params)
+    assert config.experiment_methods(params) == ["unimodal", "concat", "sum", "pmr"]
+    params["experiment"]["method_sets"]["concat"] = ["sum"]
+    with pytest.raises(ConfigError, match=r"method_sets\.concat: a set may not share its name"):
+        config.validate(params)
+
+
 def test_unknown_method_and_dataset(params: dict) -> None:
     params["experiment"]["methods"] = ["concat", "no_such_method"]
     with pytest.raises(ConfigError, match="unknown method 'no_such_method'"):

@@ -119,19 +119,33 @@ def validate(params: Any, source: str = "params.yaml") -> None:
 
 
 def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -> list[str]:
-    """The methods of the experiment matrix: ``experiment.methods`` as a list, or the list in
-    ``experiment.method_sets`` that it names (``full``, ``quick``)."""
+    """The methods of the experiment matrix, in order and without repeats.
+
+    ``experiment.methods`` is the name of a list in ``experiment.method_sets`` (``full``, ``quick``,
+    ``ablations``) or a list whose items are method or variant names or set names, so
+    ``[full, ablations]`` trains the union of two sets. A set name may not also be a method name.
+    """
     exp = params["experiment"]
-    methods = exp["methods"]
-    if isinstance(methods, str):
-        sets = exp.get("method_sets", {})
-        if methods not in sets:
+    sets = exp.get("method_sets", {})
+    clash = sorted(set(sets) & (set(METHODS.names()) | set(params.get("variants", {}))))
+    if clash:
+        raise ConfigError(
+            f"{source}: experiment.method_sets.{clash[0]}: a set may not share its name with a method"
+        )
+    requested = exp["methods"]
+    if isinstance(requested, str):
+        if requested not in sets:
             known = ", ".join(sorted(sets)) or "none defined"
             raise ConfigError(
-                f"{source}: experiment.methods: unknown method set '{methods}' (known: {known})"
+                f"{source}: experiment.methods: unknown method set '{requested}' (known: {known})"
             )
-        methods = sets[methods]
-    return list(methods)
+        requested = [requested]
+    methods: list[str] = []
+    for name in requested:
+        for method in sets.get(name, [name]):
+            if method not in methods:
+                methods.append(method)
+    return methods
 
 
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
