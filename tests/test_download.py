@@ -125,3 +125,46 @@ def test_place_links_copies_and_checks(tmp_path: Path) -> None:
         place(source, tmp_path / "out" / "again", SHA, len(BODY), "copy")
     with pytest.raises(MissingSource):
         place(tmp_path / "absent", tmp_path / "out" / "x", SHA, len(BODY), "symlink")
+
+
+def test_place_unpinned_keeps_what_is_in_place_and_replaces_the_rest(tmp_path: Path) -> None:
+    """A user's clip (no checksum): a re-run leaves links and same-size, not-older copies alone; a
+    changed source or another link mode replaces ``dest``."""
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"clip one")
+    dest = tmp_path / "out" / "clip.mp4"
+    assert place(source, dest, mode="symlink") is True
+    assert dest.is_symlink() and dest.resolve() == source.resolve()
+    assert place(source, dest, mode="symlink") is False
+    assert place(source, dest, mode="copy") is True  # a link is not a copy
+    assert not dest.is_symlink() and dest.read_bytes() == b"clip one"
+    assert dest.stat().st_mtime == source.stat().st_mtime  # timestamps copied
+    assert place(source, dest, mode="copy") is False
+    source.write_bytes(b"clip two, longer")  # replaced by the user: another size
+    assert place(source, dest, mode="copy") is True and dest.read_bytes() == b"clip two, longer"
+    os.utime(source, (source.stat().st_atime, dest.stat().st_mtime + 10))  # same size, newer
+    assert place(source, dest, mode="copy") is True
+    assert place(source, dest, mode="hardlink") is True  # a copy is not the same file
+    assert os.path.samefile(source, dest) and not dest.is_symlink()
+    assert place(source, dest, mode="hardlink") is False
+    assert place(source, dest, mode="symlink") is True and dest.is_symlink()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["clip.mp4"]  # no temporary left
+
+
+def test_place_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(BODY)
+    with pytest.raises(MissingSource, match=r"absent\.mp4: not found"):
+        place(tmp_path / "absent.mp4", tmp_path / "out" / "a.mp4", mode="copy")
+    with pytest.raises(ValueError, match="sha256 and size"):
+        place(source, tmp_path / "out" / "a.mp4", SHA)
+    with pytest.raises(ValueError, match="'move' is not one of"):
+        place(source, tmp_path / "out" / "a.mp4", mode="move")
+
+    def cross_device(src: Path, dst: Path) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(download.os, "link", cross_device)
+    with pytest.raises(DataError, match=r"a\.mp4: cannot hard-link .*clip\.mp4 .*use link: symlink or copy"):
+        place(source, tmp_path / "out" / "a.mp4", mode="hardlink")
+    assert not any((tmp_path / "out").iterdir())

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ import torch.nn.functional as F
 
 from mmbalance.config import typed_options
 from mmbalance.engine.batches import SplitBatches
+from mmbalance.engine.copies import train_copy
 from mmbalance.engine.seeding import configure_determinism
 from mmbalance.methods import gblend
 from mmbalance.methods.base import Context, ModelSpec
@@ -118,11 +117,11 @@ def test_copies_train_one_output_and_leave_the_run_untouched(
     method, model, ctx = setup(tiny_spec, data(), super_epoch=1)
     copies = []
 
-    def keep_copy(obj):
-        copies.append(copy.deepcopy(obj))
+    def keep_copy(*args):
+        copies.append(train_copy(*args))
         return copies[-1]
 
-    monkeypatch.setattr(gblend, "copy", SimpleNamespace(deepcopy=keep_copy))
+    monkeypatch.setattr(gblend, "train_copy", keep_copy)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     method.on_epoch_start(ctx)

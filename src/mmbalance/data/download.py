@@ -1,4 +1,4 @@
-"""Fetching and checking files whose checksums are known in advance (generic; used by CREMA-D).
+"""Fetching and checking files whose checksums are known in advance, and placing local files.
 
 :func:`fetch` downloads one URL (``https://``, ``http://`` or ``file://``) to a path and checks its
 size and sha256:
@@ -16,8 +16,10 @@ size and sha256:
   first. Timeouts, dropped connections and HTTP 408/429/5xx are retried (``retries`` times, with
   exponential back-off); any other HTTP error stops with its status.
 
-:func:`place` puts a file from a local folder into place (symbolic link, hard link or copy) after
-the same checks. Only the standard library is used for the network (``urllib``).
+:func:`fetch_pinned` is the small-file variant (a split list with a published md5). :func:`place`
+puts a file from a local folder into the raw folder (symbolic link, hard link or copy), after the
+same checks when its checksum is pinned (CREMA-D from a clone) and as it is otherwise (the user's
+YouTube clips). Only the standard library is used for the network (``urllib``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tqdm import tqdm
 from mmbalance import __version__
 from mmbalance.data.datasets.base import file_digest, sha256_file
 from mmbalance.errors import DataError
+from mmbalance.io import atomic_path
 
 CHUNK = 1 << 20
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
@@ -207,29 +210,38 @@ def fetch_pinned(url: str, dest: Path, algorithm: str, expected: str, progress: 
     return dest
 
 
-def place(source: Path, dest: Path, sha256: str, size: int, mode: str = "symlink") -> bool:
-    """Verify the local file ``source`` and link or copy it to ``dest``; return whether ``dest`` changed.
+def place(
+    source: Path, dest: Path, sha256: str | None = None, size: int | None = None, mode: str = "symlink"
+) -> bool:
+    """Link or copy the local file ``source`` to ``dest`` (atomically); return whether ``dest`` changed.
 
     ``mode`` is ``symlink`` (an absolute link to the resolved source: nothing is copied, and the
     source must stay where it is), ``hardlink`` (the same file system only; otherwise a
-    :class:`DataError` says so) or ``copy`` (through a temporary name). A ``dest`` that already is
-    the verified source (its link, or a correct copy) is left alone. A missing source raises
-    :class:`MissingSource`; a wrong one a :class:`DataError` naming it.
+    :class:`DataError` says so) or ``copy`` (with its timestamps). A missing source raises
+    :class:`MissingSource`. With ``sha256`` and ``size`` (a pinned file, CREMA-D) the source is
+    verified first, a wrong one is a :class:`DataError` naming it; without them (a user's video
+    clip, :mod:`mmbalance.data.youtube`) it is taken as it is.
+
+    A ``dest`` that already is the source is left alone, so a re-run changes nothing: a link of the
+    requested kind to the same file, or a regular-file copy that verifies (pinned) or, unpinned, is
+    as large as the source and not older (re-hashing every clip of a dataset at each run would read
+    it whole again).
     """
     if mode not in LINK_MODES:
         raise ValueError(f"link mode {mode!r} is not one of {LINK_MODES}")
+    if (sha256 is None) != (size is None):
+        raise ValueError("place: give both sha256 and size, or neither")
     source, dest = Path(source), Path(dest)
     if not source.is_file():
         raise MissingSource(f"{source}: not found")
-    reason = check_file(source, sha256, size)
-    if reason is not None:
-        raise DataError(f"{source}: {reason}")
+    if sha256 is not None:
+        reason = check_file(source, sha256, size)
+        if reason is not None:
+            raise DataError(f"{source}: {reason}")
     if _already_placed(source, dest, mode, sha256, size):
         return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_path(dest) as tmp:
+        tmp.unlink(missing_ok=True)  # left by an earlier process of the same id
         if mode == "symlink":
             tmp.symlink_to(source.resolve())
         elif mode == "hardlink":
@@ -240,16 +252,18 @@ def place(source: Path, dest: Path, sha256: str, size: int, mode: str = "symlink
                     f"{dest}: cannot hard-link {source} ({exc}); use link: symlink or copy"
                 ) from exc
         else:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+            shutil.copy2(source, tmp)
     return True
 
 
-def _already_placed(source: Path, dest: Path, mode: str, sha256: str, size: int) -> bool:
+def _already_placed(source: Path, dest: Path, mode: str, sha256: str | None, size: int | None) -> bool:
     if not dest.is_file():  # also false for a broken link
         return False
-    if mode == "copy":
-        return not dest.is_symlink() and check_file(dest, sha256, size) is None
-    return dest.is_symlink() == (mode == "symlink") and os.path.samefile(source, dest)
+    if mode != "copy":
+        return dest.is_symlink() == (mode == "symlink") and os.path.samefile(source, dest)
+    if dest.is_symlink():
+        return False
+    if sha256 is not None:
+        return check_file(dest, sha256, size) is None
+    here, there = dest.stat(), source.stat()
+    return here.st_size == there.st_size and here.st_mtime >= there.st_mtime

@@ -75,6 +75,20 @@ class Sample:
     text: str
 
 
+@dataclass(frozen=True)
+class SplitFiles:
+    """Where a dataset's split files come from and what they must hold."""
+
+    folder: str
+    """Raw-folder relative folder of the files (the source repository's layout)."""
+    names: Mapping[str, str]
+    """Split → file name (under the ``split_url`` base and in ``folder``)."""
+    md5: Mapping[str, str]
+    """File name → pinned md5."""
+    counts: Mapping[str, int] | None
+    """The papers' split sizes after parsing (a difference is a parsing bug); None: not checked."""
+
+
 def _scan(download_dir: Path, wanted: set[str], folder: str) -> dict[str, tuple[Path, str | None]]:
     """Where each wanted image is: ``(archive, member)`` or ``(loose file, None)``; the first seen wins
     (archives and files in sorted path order)."""
@@ -173,23 +187,50 @@ def text_file_content(segments: tuple[str, ...]) -> str:
 
 
 class ImageTextDataset(Dataset):
-    """The prepare/items shared by Sarcasm and Twitter2015 (module docstring)."""
+    """The prepare/items shared by Sarcasm and Twitter2015 (module docstring). A dataset gives only what
+    differs: its pinned split files (:meth:`split_files`), how one is read (:meth:`parse`), the class
+    names, and what a person must download (:meth:`images_message`)."""
 
     modalities: ClassVar[dict[str, str]] = {"image": "image", "text": "text"}
     image_folder_key: ClassVar[str | None] = None
     """The ``data.<dataset>`` key naming the archive folder to take images from (None: any folder)."""
 
     @abc.abstractmethod
-    def sources(self, data_cfg: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-        """Split files: raw-folder relative path → (URL, pinned md5)."""
+    def split_files(self, data_cfg: Mapping[str, Any]) -> SplitFiles:
+        """The dataset's pinned split files (read at call time, so a test can pin its fixtures)."""
 
     @abc.abstractmethod
-    def samples(self, data_cfg: Mapping[str, Any], out_dir: Path) -> tuple[dict[str, list[Sample]], dict]:
-        """Parse the verified split files in ``out_dir``: the samples per split and extra manifest keys."""
+    def parse(
+        self, path: Path, split: str, data_cfg: Mapping[str, Any]
+    ) -> tuple[list[Sample], dict[str, Any]]:
+        """The samples of one verified split file, and this split's value of each extra manifest key
+        (Sarcasm: ``{"filtered": n}``; the manifest gets ``key → {split: value}``)."""
 
     @abc.abstractmethod
     def images_message(self, download_dir: Path) -> str:
         """What a person must download, and where to put it, when no image is found."""
+
+    def sources(self, data_cfg: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+        """Split files: raw-folder relative path → (URL under ``data_cfg["split_url"]``, pinned md5)."""
+        files = self.split_files(data_cfg)
+        base = str(data_cfg["split_url"]).rstrip("/") + "/"
+        return {f"{files.folder}/{name}": (base + name, files.md5[name]) for name in files.names.values()}
+
+    def samples(self, data_cfg: Mapping[str, Any], out_dir: Path) -> tuple[dict[str, list[Sample]], dict]:
+        """Parse the verified split files in ``out_dir`` (:meth:`parse`, in split order); check that clip
+        ids are unique and the split sizes are the papers'. Returns the samples per split and the extra
+        manifest keys."""
+        files = self.split_files(data_cfg)
+        listed: dict[str, list[Sample]] = {}
+        extra: dict[str, dict[str, Any]] = {}
+        for split, name in files.names.items():
+            listed[split], values = self.parse(out_dir / files.folder / name, split, data_cfg)
+            for key, value in values.items():
+                extra.setdefault(key, {})[split] = value
+        clip_ids_unique(self.name, listed)
+        if files.counts is not None:
+            check_counts(self.name, listed, files.counts)
+        return listed, extra
 
     def prepare(self, data_cfg: Mapping[str, Any], out_dir: Path, workers: int, progress: bool) -> Path:
         """Fetch and verify the split files, gather and decode the images, write texts, splits, manifest."""

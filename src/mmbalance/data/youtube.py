@@ -80,7 +80,7 @@ from mmbalance.data.datasets.base import (
     sha256_file,
     write_raw_manifest,
 )
-from mmbalance.data.download import file_digest
+from mmbalance.data.download import file_digest, place
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import atomic_open, atomic_path, write_csv
 
@@ -383,31 +383,6 @@ def write_wav(src: Path, dest: Path, rate: int) -> None:
         sf.write(tmp, samples, rate, subtype="PCM_16", format="WAV")
 
 
-def _is_copy_of(dest: Path, src: Path) -> bool:
-    """``dest`` is a regular file as large as ``src`` and not older (a copy a re-run can keep)."""
-    if not dest.is_file() or dest.is_symlink():
-        return False
-    return dest.stat().st_size == src.stat().st_size and dest.stat().st_mtime >= src.stat().st_mtime
-
-
-def _link(src: Path, dest: Path, mode: str) -> None:
-    """Make ``dest`` the clip ``src`` (symlink to its absolute path, hardlink or copy), atomically."""
-    if mode == "copy" and _is_copy_of(dest, src):
-        return
-    with atomic_path(dest) as tmp:
-        if mode == "symlink":
-            tmp.symlink_to(src.resolve())
-        elif mode == "hardlink":
-            try:
-                os.link(src, tmp)
-            except OSError as exc:
-                raise DataError(
-                    f"{src}: cannot hardlink into {dest.parent} ({exc}); use link: symlink or copy"
-                ) from exc
-        else:
-            shutil.copy2(src, tmp)
-
-
 def _materialise(out_dir: str, mode: str, rate: int, task: tuple[str, str]) -> dict[str, Any]:
     """Worker: link the clip, write its WAV, hash both; ``{"error": ...}`` if it cannot be decoded."""
     clip_id, source = task
@@ -420,7 +395,7 @@ def _materialise(out_dir: str, mode: str, rate: int, task: tuple[str, str]) -> d
             write_wav(src, wav, rate)
     except DataError as exc:
         return {"clip_id": clip_id, "error": str(exc)}
-    _link(src, root / video_rel, mode)
+    place(src, root / video_rel, mode=mode)
     return {
         "clip_id": clip_id,
         "audio": wav_rel,

@@ -30,7 +30,8 @@ Choices and deviations:
   model in eval mode, on the validation split (never the test split). Its ``offline`` trains the
   copies for the whole run (``super_epoch = epochs``); here ``super_epoch`` applies to both schedules.
 * The copies train with a fresh optimiser of the run's kind and current hyper-parameters (no momentum
-  state), on the batches of epochs ``e … e+N−1`` of the training order; they run under
+  state), on the batches of epochs ``e … e+N−1`` of the training order
+  (:func:`mmbalance.engine.copies.train_copy`); they run under
   ``torch.random.fork_rng``, so the main run's random stream is the same with or without them and a
   resumed run re-estimates identically.
 * ``ΔO_k²`` below 1e-12 is taken as 1e-12; if every ``ΔG_k`` is 0 the weights are uniform.
@@ -40,7 +41,6 @@ Choices and deviations:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.engine.copies import train_copy
 from mmbalance.errors import ConfigError
 from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
 from mmbalance.models.model import ModelOutput
@@ -160,18 +161,16 @@ class GBlend(Method):
     def super_epoch_losses(self, output: str, ctx: Context) -> OGRLosses:
         """Train a copy on ``CE(o_k)`` for ``super_epoch`` epochs; mean losses before and after."""
         data = ctx.data
-        model = copy.deepcopy(ctx.model)
-        group = ctx.optimizer.param_groups[0]
-        optimizer = type(ctx.optimizer)(model.parameters(), **{k: group[k] for k in ctx.optimizer.defaults})
-        train_start = mean_loss(model, output, data["train"].epoch(0))
-        val_start = mean_loss(model, output, data["val"].epoch(0))
-        model.train()
-        for offset in range(self.options.super_epoch):
-            for batch in data["train"].epoch(ctx.epoch + offset):
-                loss = F.cross_entropy(output_logits(model, output, batch.inputs), batch.labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        train_start = mean_loss(ctx.model, output, data["train"].epoch(0))
+        val_start = mean_loss(ctx.model, output, data["val"].epoch(0))
+        model = train_copy(
+            ctx.model,
+            ctx.optimizer,
+            data["train"],
+            ctx.epoch,
+            self.options.super_epoch,
+            lambda net, batch: F.cross_entropy(output_logits(net, output, batch.inputs), batch.labels),
+        )
         train_end = mean_loss(model, output, data["train"].epoch(0))
         val_end = mean_loss(model, output, data["val"].epoch(0))
         return OGRLosses(train_start, val_start, train_end, val_end)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mmbalance.data.imagetext import ImageTextDataset, Sample, check_counts, clip_ids_unique, read_lines
+from mmbalance.data.imagetext import ImageTextDataset, Sample, SplitFiles, read_lines
 from mmbalance.errors import DataError
 from mmbalance.registry import register_dataset
 
@@ -121,20 +121,15 @@ class Sarcasm(ImageTextDataset):
     def class_names(self, data_cfg: Mapping[str, Any]) -> list[str]:
         return ["not_sarcastic", "sarcastic"]
 
-    def sources(self, data_cfg: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-        base = str(data_cfg["split_url"]).rstrip("/") + "/"
-        return {f"text/{name}": (base + name, SPLIT_MD5[name]) for name in SPLIT_FILES.values()}
+    def split_files(self, data_cfg: Mapping[str, Any]) -> SplitFiles:
+        counts = EXPECTED_COUNTS if data_cfg["keyword_filter"] else None  # the papers' sizes are filtered
+        return SplitFiles(folder="text", names=SPLIT_FILES, md5=SPLIT_MD5, counts=counts)
 
-    def samples(self, data_cfg: Mapping[str, Any], out_dir: Path) -> tuple[dict[str, list[Sample]], dict]:
-        listed, filtered = {}, {}
-        for split, name in SPLIT_FILES.items():
-            listed[split], filtered[split] = parse_split(
-                out_dir / "text" / name, split, str(data_cfg["label"]), bool(data_cfg["keyword_filter"])
-            )
-        clip_ids_unique(self.name, listed)
-        if data_cfg["keyword_filter"]:
-            check_counts(self.name, listed, EXPECTED_COUNTS)
-        return listed, {"filtered": filtered}
+    def parse(
+        self, path: Path, split: str, data_cfg: Mapping[str, Any]
+    ) -> tuple[list[Sample], dict[str, Any]]:
+        samples, dropped = parse_split(path, split, str(data_cfg["label"]), bool(data_cfg["keyword_filter"]))
+        return samples, {"filtered": dropped}
 
     def images_message(self, download_dir: Path) -> str:
         links = "\n".join(f"  {link}" for link in DRIVE_LINKS)

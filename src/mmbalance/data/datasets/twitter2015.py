@@ -36,13 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mmbalance.data.imagetext import (
-    ImageTextDataset,
-    Sample,
-    check_counts,
-    clip_ids_unique,
-    text_file_content,
-)
+from mmbalance.data.imagetext import ImageTextDataset, Sample, SplitFiles, text_file_content
 from mmbalance.errors import DataError
 from mmbalance.registry import register_dataset
 
@@ -127,21 +121,15 @@ class Twitter2015(ImageTextDataset):
     def class_names(self, data_cfg: Mapping[str, Any]) -> list[str]:
         return ["negative", "neutral", "positive"]
 
-    def sources(self, data_cfg: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-        base = str(data_cfg["split_url"]).rstrip("/") + "/"
-        return {
-            f"absa_data/twitter2015/{name}": (base + name, SPLIT_MD5[name]) for name in SPLIT_FILES.values()
-        }
+    def split_files(self, data_cfg: Mapping[str, Any]) -> SplitFiles:
+        return SplitFiles(
+            folder="absa_data/twitter2015", names=SPLIT_FILES, md5=SPLIT_MD5, counts=EXPECTED_COUNTS
+        )
 
-    def samples(self, data_cfg: Mapping[str, Any], out_dir: Path) -> tuple[dict[str, list[Sample]], dict]:
-        folder = out_dir / "absa_data" / "twitter2015"
-        listed = {
-            split: parse_split(folder / name, split, str(data_cfg["text_form"]))
-            for split, name in SPLIT_FILES.items()
-        }
-        clip_ids_unique(self.name, listed)
-        check_counts(self.name, listed, EXPECTED_COUNTS)
-        return listed, {}
+    def parse(
+        self, path: Path, split: str, data_cfg: Mapping[str, Any]
+    ) -> tuple[list[Sample], dict[str, Any]]:
+        return parse_split(path, split, str(data_cfg["text_form"])), {}
 
     def images_message(self, download_dir: Path) -> str:
         return (
