@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 from scipy.signal import get_window
 
+from mmbalance.config import apply_overrides, resolve_run, validate
 from mmbalance.data.audio import read_wav
+from mmbalance.data.extract import feature_shape
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import FRONTENDS
+from tests.conftest import REPO
 
 DEFAULT_SHAPES = {
     "pmr": (257, 299),
@@ -142,3 +147,28 @@ def test_bad_wav_raises_data_error_naming_the_file(name: str, kind: str, wav: Pa
     path = bad_files(wav, tmp_path)[kind]
     with pytest.raises(DataError, match=path.name):
         FRONTENDS.get(name)()(path)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "audio", "shape"),
+    [
+        ("kinetics_sounds", {"frontend": "kaldi_fbank", "seconds": 10.255}, (128, 1024)),
+        ("vggsound", {"frontend": "ogm_vggsound", "seconds": 5.0}, (129, 626)),
+        ("cremad", {"frontend": "kaldi_fbank", "seconds": 10.255}, (128, 1024)),
+    ],
+)
+def test_documented_code_variants_validate_and_resolve(
+    dataset: str, audio: dict, shape: tuple[int, int]
+) -> None:
+    """The variants params.yaml names in its comments are valid `--set` overrides of the paper preset."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert (
+        f"frontend: {audio['frontend']}, seconds: {audio['seconds']:g}" in (REPO / "params.yaml").read_text()
+    )
+    params["profile"] = "paper"
+    params["experiment"]["datasets"] = [dataset]
+    params = apply_overrides(params, [f"features.paper.{dataset}.audio={json.dumps(audio)}"])
+    validate(params)
+    run = resolve_run(params, dataset, "concat", 0)
+    assert run["features"]["audio"] == audio
+    assert feature_shape("spectrogram", run["features"]["audio"]) == shape
