@@ -176,6 +176,8 @@ class ImageTextDataset(Dataset):
     """The prepare/items shared by Sarcasm and Twitter2015 (module docstring)."""
 
     modalities: ClassVar[dict[str, str]] = {"image": "image", "text": "text"}
+    unit = "samples"
+    missing_reason = "no usable image: missing from the archives or not decodable"
     image_folder_key: ClassVar[str | None] = None
     """The ``data.<dataset>`` key naming the archive folder to take images from (None: any folder)."""
 
