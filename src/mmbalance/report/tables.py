@@ -299,6 +299,9 @@ def write_main_table(
         ddof: the std convention the summary was aggregated with (stated in the notes, checked
             against the per-seed values).
 
+    A last note says how many clips of each split were unavailable when the runs report missing
+    clips (:mod:`mmbalance.report.clips`).
+
     Returns:
         The paths of the Markdown, CSV and LaTeX files.
     """
