@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import librosa
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 from scipy.signal import get_window
 
+from mmbalance.config import apply_overrides, resolve_run, validate
 from mmbalance.data.audio import read_wav
-from mmbalance.errors import DataError
+from mmbalance.data.extract import feature_shape
+from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import FRONTENDS
+from tests.conftest import REPO
 
-DEFAULT_SHAPES = {"pmr": (257, 299), "ogm_ge": (257, 188), "lfm_code": (257, 1250), "amss_ks": (257, 1003)}
+DEFAULT_SHAPES = {
+    "pmr": (257, 299),
+    "ogm_ge": (257, 188),
+    "lfm_code": (257, 1250),
+    "amss_ks": (257, 1003),
+    "kaldi_fbank": (128, 1024),
+    "ogm_vggsound": (129, 626),
+}
 
 
 def test_every_frontend_has_a_documented_default_shape() -> None:
@@ -54,12 +66,12 @@ def test_pmr_is_z_normalised(wav: Path) -> None:
     assert abs(spec.std() - 1.0) < 1e-4
 
 
-def numpy_log_stft(x: np.ndarray, hop: int, center: bool) -> np.ndarray:
+def numpy_log_stft(x: np.ndarray, hop: int, center: bool, n_fft: int = 512) -> np.ndarray:
     """log(|STFT| + 1e-7) with a periodic Hann window, framed by hand (no librosa)."""
     if center:
-        x = np.pad(x, 256)
-    starts = np.arange(1 + (x.size - 512) // hop) * hop
-    frames = x[starts[:, None] + np.arange(512)[None, :]] * get_window("hann", 512)
+        x = np.pad(x, n_fft // 2)
+    starts = np.arange(1 + (x.size - n_fft) // hop) * hop
+    frames = x[starts[:, None] + np.arange(n_fft)[None, :]] * get_window("hann", n_fft)
     return np.log(np.abs(np.fft.rfft(frames, axis=1)).T + 1e-7)
 
 
@@ -79,6 +91,24 @@ def test_ogm_ge_matches_an_independent_computation(tmp_path: Path) -> None:
     x, _ = sf.read(path, dtype="float64")
     ref = numpy_log_stft(np.tile(x, 3), hop=353, center=True)
     np.testing.assert_allclose(FRONTENDS.get("ogm_ge")(3.0)(path), ref, atol=2e-3)
+
+
+def test_ogm_vggsound_matches_an_independent_computation(wav: Path) -> None:
+    """The reference doubles the clip until it lasts 10 s; the stored crop is its middle 5 s."""
+    x, _ = sf.read(wav, dtype="float64")  # 2.5 s at 16 kHz: doubled twice to 10 s
+    ten_seconds = np.tile(np.tile(x, 2), 2)
+    assert ten_seconds.size == 160000
+    ref = numpy_log_stft(np.clip(ten_seconds[40000:120000], -1, 1), hop=128, center=True, n_fft=256)
+    assert ref.shape == (129, 626)
+    np.testing.assert_allclose(FRONTENDS.get("ogm_vggsound")()(wav), ref, atol=2e-3)
+
+
+def test_ogm_vggsound_crop_length(wav: Path) -> None:
+    frontend = FRONTENDS.get("ogm_vggsound")
+    assert frontend.output_shape(10.0) == (129, 1 + 160000 // 128)
+    assert frontend(10.0)(wav).shape == (129, 1251)
+    with pytest.raises(ConfigError, match="ogm_vggsound: seconds=12"):
+        frontend(12.0)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # librosa.load imports audioread
@@ -117,3 +147,28 @@ def test_bad_wav_raises_data_error_naming_the_file(name: str, kind: str, wav: Pa
     path = bad_files(wav, tmp_path)[kind]
     with pytest.raises(DataError, match=path.name):
         FRONTENDS.get(name)()(path)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "audio", "shape"),
+    [
+        ("kinetics_sounds", {"frontend": "kaldi_fbank", "seconds": 10.255}, (128, 1024)),
+        ("vggsound", {"frontend": "ogm_vggsound", "seconds": 5.0}, (129, 626)),
+        ("cremad", {"frontend": "kaldi_fbank", "seconds": 10.255}, (128, 1024)),
+    ],
+)
+def test_documented_code_variants_validate_and_resolve(
+    dataset: str, audio: dict, shape: tuple[int, int]
+) -> None:
+    """The variants params.yaml names in its comments are valid `--set` overrides of the paper preset."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert (
+        f"frontend: {audio['frontend']}, seconds: {audio['seconds']:g}" in (REPO / "params.yaml").read_text()
+    )
+    params["profile"] = "paper"
+    params["experiment"]["datasets"] = [dataset]
+    params = apply_overrides(params, [f"features.paper.{dataset}.audio={json.dumps(audio)}"])
+    validate(params)
+    run = resolve_run(params, dataset, "concat", 0)
+    assert run["features"]["audio"] == audio
+    assert feature_shape("spectrogram", run["features"]["audio"]) == shape

@@ -1,11 +1,13 @@
 """Reading WAV files and the shared STFT recipe of the audio front-ends (datasets.md §1).
 
-Every front-end is the same five steps with different constants: read the file as mono float32
-at the recipe's sample rate; tile it (repeat it end to end) and cut it to exactly
-``round(sample_rate * seconds)`` samples; clip to [-1, 1]; ``librosa.stft`` with a 512-point Hann
-window; ``log(|S| + 1e-7)``; optionally a per-clip z-normalisation. The output is float32 of
-shape ``(257, T)`` with ``T = 1 + (N - 512) // hop`` without centring and ``T = 1 + N // hop``
-with centring (``N`` samples).
+The STFT front-ends (:class:`Frontend`) are the same five steps with different constants: read
+the file as mono float32 at the recipe's sample rate; tile it (repeat it end to end) and cut it to
+exactly ``round(sample_rate * seconds)`` samples; clip to [-1, 1]; ``librosa.stft`` with an
+``n_fft``-point Hann window (512 unless a recipe says otherwise); ``log(|S| + 1e-7)``; optionally a
+per-clip z-normalisation. The output is float32 of shape ``(n_fft // 2 + 1, T)`` (frequency ×
+time) with ``T = 1 + (N - n_fft) // hop`` without centring and ``T = 1 + N // hop`` with centring
+(``N`` samples). A recipe that is not an STFT (``kaldi_fbank``) implements the same interface:
+``output_shape(seconds)`` and ``(seconds)(path)`` giving a float32 frequency × time array.
 
 Files are read with soundfile; librosa resamples (``soxr_hq``, the default of ``librosa.load``
 since 0.10) only when the file's rate differs from the recipe's. Tiling repeats the clip as often
@@ -88,11 +90,12 @@ def tile_to(samples: np.ndarray, length: int) -> np.ndarray:
 
 
 class Frontend:
-    """A spectrogram recipe; subclasses set the constants and register with ``@register_frontend``.
+    """An STFT spectrogram recipe; subclasses set the constants and register with ``@register_frontend``.
 
-    ``Frontend(seconds)(path)`` gives the float32 ``(257, T)`` spectrogram of a WAV file;
-    ``output_shape(seconds)`` predicts its shape without reading anything. ``seconds=None``
-    means the recipe's own length (:attr:`default_seconds`).
+    ``Frontend(seconds)(path)`` gives the float32 ``(n_fft // 2 + 1, T)`` spectrogram of a WAV
+    file; ``output_shape(seconds)`` predicts its shape without reading anything. ``seconds=None``
+    means the recipe's own length (:attr:`default_seconds`). A recipe that takes its samples
+    differently (a crop) overrides :meth:`waveform`.
     """
 
     sample_rate: ClassVar[int]
@@ -100,10 +103,11 @@ class Frontend:
     center: ClassVar[bool]
     normalise: ClassVar[bool]
     default_seconds: ClassVar[float]
+    n_fft: ClassVar[int] = N_FFT
 
     def __init__(self, seconds: float | None = None) -> None:
         self.seconds = self.default_seconds if seconds is None else float(seconds)
-        if self.num_samples(self.seconds) < (1 if self.center else N_FFT):
+        if self.num_samples(self.seconds) < (1 if self.center else self.n_fft):
             raise ConfigError(f"audio front-end {type(self).__name__}: seconds={seconds} is too short")
 
     @classmethod
@@ -113,16 +117,20 @@ class Frontend:
 
     @classmethod
     def output_shape(cls, seconds: float | None = None) -> tuple[int, int]:
-        """``(257, T)`` for a clip tiled/cut to ``seconds``."""
+        """``(n_fft // 2 + 1, T)`` for ``num_samples(seconds)`` samples."""
         n = cls.num_samples(seconds)
-        frames = 1 + n // cls.hop_length if cls.center else 1 + (n - N_FFT) // cls.hop_length
-        return (N_FFT // 2 + 1, frames)
+        frames = 1 + n // cls.hop_length if cls.center else 1 + (n - cls.n_fft) // cls.hop_length
+        return (cls.n_fft // 2 + 1, frames)
+
+    def waveform(self, path: Path) -> np.ndarray:
+        """The samples the STFT sees: the file tiled and cut to ``num_samples(seconds)``, in [-1, 1]."""
+        samples = read_wav(path, self.sample_rate)
+        return np.clip(tile_to(samples, self.num_samples(self.seconds)), -1.0, 1.0)
 
     def __call__(self, path: Path) -> np.ndarray:
-        samples = read_wav(path, self.sample_rate)
-        samples = np.clip(tile_to(samples, self.num_samples(self.seconds)), -1.0, 1.0)
+        samples = self.waveform(path)
         spec = librosa.stft(
-            samples, n_fft=N_FFT, hop_length=self.hop_length, center=self.center, pad_mode="constant"
+            samples, n_fft=self.n_fft, hop_length=self.hop_length, center=self.center, pad_mode="constant"
         )
         spec = np.log(np.abs(spec) + LOG_EPS)
         if self.normalise:

@@ -5,6 +5,10 @@ Per modality kind: ``spectrogram`` runs the audio front-end named in ``features.
 ``frames`` frames at ``rate`` fps resized to ``size`` (datasets.md §2, :mod:`mmbalance.data.video`)
 and stores uint8.
 
+The raw manifest's per-split clip counts (listed, found, missing; :func:`~mmbalance.data.datasets.
+base.clip_availability`), where the dataset reports them, are copied into the store's manifest as
+``clips``, checked against the number of clips extracted; training copies them into ``metrics.json``.
+
 Every input file is first checked against the sha256 in the raw manifest (a file cut short
 can still decode), then decoded in ``workers`` processes (numpy, librosa and PyAV only). The
 arrays are filled in a hidden staging folder inside ``out_dir``; only when every split is
@@ -30,7 +34,7 @@ import librosa
 import numpy as np
 
 from mmbalance import __version__
-from mmbalance.data.datasets.base import MANIFEST, SPLITS, Item, parallel_map, sha256_file
+from mmbalance.data.datasets.base import MANIFEST, SPLITS, Item, clip_availability, parallel_map, sha256_file
 from mmbalance.data.store import FORMAT_VERSION, array_entry
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import write_csv, write_json
@@ -177,6 +181,13 @@ def extract(
             raise DataError(
                 f"{raw_dir}: split '{split}', clip {bad[0]}: label outside 0..{len(class_names) - 1}"
             )
+    clips = clip_availability(raw_manifest, raw_manifest_path)
+    for split, items in splits.items():
+        if clips is not None and clips[split]["found"] != len(items):
+            raise DataError(
+                f"{raw_manifest_path}: counts {clips[split]['found']} clips in split '{split}', its split "
+                f"file lists {len(items)}; run generate again"
+            )
     tasks = {split: _tasks(items, raw_dir, hashes, raw_manifest_path) for split, items in splits.items()}
 
     for kind in sorted(set(plugin.modalities.values())):
@@ -197,6 +208,7 @@ def extract(
             "modalities": dict(plugin.modalities),
             "class_names": class_names,
             "raw": {"dir": str(raw_dir), "manifest_sha256": sha256_file(raw_manifest_path)},
+            **({"clips": clips} if clips is not None else {}),
             "software": {
                 "mmbalance": __version__,
                 "numpy": np.__version__,

@@ -192,6 +192,8 @@ class ImageTextDataset(Dataset):
     names, and what a person must download (:meth:`images_message`)."""
 
     modalities: ClassVar[dict[str, str]] = {"image": "image", "text": "text"}
+    unit = "samples"
+    missing_reason = "no usable image: missing from the archives or not decodable"
     image_folder_key: ClassVar[str | None] = None
     """The ``data.<dataset>`` key naming the archive folder to take images from (None: any folder)."""
 

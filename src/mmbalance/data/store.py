@@ -7,7 +7,8 @@ Layout of a store folder (written by :func:`mmbalance.data.extract.extract`)::
     <split>/index.csv        row,clip_id,label,<modality>_file... (source files relative to the raw folder)
     manifest.json            written last: dataset, feature settings, modalities and kinds, class
                              names, per split the count and, for every file, its sha256 (and the
-                             shape and dtype of arrays)
+                             shape and dtype of arrays); ``clips``: per split the listed, found and
+                             missing clips, where the raw data reports them
 
 A folder without ``manifest.json`` is not a store: extraction writes the manifest last, after
 every array is complete under its final name.

@@ -94,6 +94,8 @@ YTID_LENGTH = 11
 INCOMING = ".incoming"
 UNAVAILABLE = "unavailable.tsv"
 SPLIT_FIELDS = ("clip_id", "label", "youtube_id", "start", "audio", "video")
+MISSING_REASON = "deleted or private YouTube videos, or clips not obtained or not decodable"
+"""Why a listed clip is missing, as the tables' footnotes say it (``Dataset.missing_reason``)."""
 YTDLP_TIMEOUT_S = 600
 # yt-dlp/YouTube messages of a video that is gone for good (recorded, not asked for again).
 GONE = re.compile(

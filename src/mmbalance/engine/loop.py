@@ -77,6 +77,7 @@ class Trainer:
                 splits[name].arrays, splits[name].labels, train_cfg["eval_batch_size"], self.device
             )
         self.test_ids = list(splits["test"].ids)
+        self.clips = store.manifest.get("clips")
 
         configure_determinism(self.device)
         seed_everything(self.seed)
@@ -238,6 +239,8 @@ class Trainer:
             "heads": self.heads,
             "modalities": self.method.modalities,
             "protocols": protocol_metrics(self.history, self.heads, per_head),
+            # listed/found/missing clips per split, for datasets that can miss some (none for synthav)
+            **({"clips": self.clips} if self.clips is not None else {}),
             "epochs_trained": len(self.history),
             "config": self.cfg,
             "config_hash": self.cfg["run_id"],

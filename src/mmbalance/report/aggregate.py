@@ -4,6 +4,11 @@ One summary row per (dataset, method, run id, protocol, split, head, metric); ``
 per-seed numbers (in seed order) so any table can show or re-check them. Seeds of one
 (dataset, method) must come from one run id: mixing runs with different resolved configs would
 average different experiments, so it is an error.
+
+A run of a dataset that reports missing clips (``metrics.json`` ``clips``: per split the listed,
+found and missing clips) adds rows with protocol :data:`CLIPS` (split = the split, head ``all``,
+metric ``listed``/``found``/``missing``, mean = the count), from which the tables' footnotes are
+written. They are not metrics: every seed of a group must report the same counts.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ SUMMARY_COLUMNS = (
     "values",
 )
 FRACTION_METRICS = frozenset({"acc", "macro_f1", "map"})
+CLIPS = "clips"
+"""The ``protocol`` of the summary rows that carry clip counts (module docstring)."""
+CLIP_HEAD = "all"
+CLIP_COUNTS = ("listed", "found", "missing")
 
 Key = tuple[str, str, str, str]  # (protocol, split, head, metric)
 
@@ -88,7 +97,30 @@ def _load_run(path: Path) -> _Run:
                     cells[(protocol, split, head, metric)] = _number(
                         path, value, protocol, split, head, metric
                     )
+    if "clips" in data:
+        cells.update(_clip_cells(path, data["clips"]))
     return _Run(path, data["dataset"], data["method"], data["run_id"], data["seed"], cells)
+
+
+def _clip_cells(path: Path, clips: Any) -> dict[Key, float]:
+    """The summary cells of a run's ``clips`` block: split → listed, found, missing (counts)."""
+    cells: dict[Key, float] = {}
+    for split, counts in _mapping(path, clips, "clips").items():
+        counts = _mapping(path, counts, f"clips.{split}")
+        if set(counts) != set(CLIP_COUNTS):
+            raise DataError(
+                f"{path}: corrupt metrics file ('clips.{split}' must hold {', '.join(CLIP_COUNTS)})"
+            )
+        for metric in CLIP_COUNTS:
+            value = counts[metric]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise DataError(
+                    f"{path}: corrupt metrics file ('clips.{split}.{metric}' = {value!r} is not a count)"
+                )
+            cells[(CLIPS, split, CLIP_HEAD, metric)] = float(value)
+        if counts["listed"] != counts["found"] + counts["missing"]:
+            raise DataError(f"{path}: corrupt metrics file ('clips.{split}': listed is not found + missing)")
+    return cells
 
 
 def _mapping(path: Path, value: Any, where: str) -> dict[str, Any]:
@@ -128,6 +160,12 @@ def _group_runs(runs: Sequence[_Run]) -> dict[tuple[str, str], list[_Run]]:
             if first.seed == second.seed:
                 raise MMBalanceError(
                     f"{dataset}/{method}: seed {first.seed} given twice: {first.path}, {second.path}"
+                )
+            clips = [{k: v for k, v in run.cells.items() if k[0] == CLIPS} for run in (first, second)]
+            if clips[0] != clips[1]:
+                raise MMBalanceError(
+                    f"{dataset}/{method}: {first.path} and {second.path} report different clip counts "
+                    "(trained on different subsets of the dataset); extract and train them again"
                 )
     return dict(sorted(groups.items()))
 

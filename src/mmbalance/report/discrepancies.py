@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from mmbalance.errors import ConfigError
+from mmbalance.report.clips import missing_clip_notes
 from mmbalance.report.layouts import OUR_METRICS
 from mmbalance.report.paper_tables import PAPER_PROTOCOLS
 from mmbalance.report.results import Results, Stat, paired_difference
@@ -129,6 +130,7 @@ def build_discrepancy_table(
             "reference (docs/methods.md lists the differences; the spec section is in brackets). "
             "'Switched reads' says whose reading the switch gives: the released code's, the paper's or "
             "BalanceBenchmark's.",
+            *missing_clip_notes(results, datasets),
         ],
         label=f"tab:{DISCREPANCY_STEM}_{protocol}",
         wide=True,

@@ -2,7 +2,8 @@
 
 A nested JSON ``{dataset: {method: {protocol: {head: {metric: {"mean": m, "std": s}}}}}}`` of the
 test-split summaries (fractions; ``std`` is ``null`` where undefined), built from the summary
-CSVs alone, so it rebuilds from cached metrics without training.
+CSVs alone, so it rebuilds from cached metrics without training. Clip counts (protocol
+:data:`~mmbalance.report.aggregate.CLIPS`) are not metrics and stay out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmbalance.io import write_json
-from mmbalance.report.aggregate import read_summary
+from mmbalance.report.aggregate import CLIPS, read_summary
 
 
 def headline_metrics(summaries: Mapping[str, Path]) -> dict[str, Any]:
@@ -21,7 +22,7 @@ def headline_metrics(summaries: Mapping[str, Path]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for dataset, path in summaries.items():
         for row in read_summary(path):
-            if row["split"] != "test":
+            if row["split"] != "test" or row["protocol"] == CLIPS:
                 continue
             node = result.setdefault(dataset, {}).setdefault(row["method"], {})
             node = node.setdefault(row["protocol"], {}).setdefault(row["head"], {})

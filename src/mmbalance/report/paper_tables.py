@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mmbalance.report.clips import missing_clip_notes
 from mmbalance.report.layouts import (
     FUSED,
     GAP,
@@ -193,7 +194,10 @@ def build_paper_table(
         groups=spans,
         align="l" * spans[0][1] + "r" * (len(header) - spans[0][1]),
         caption=_caption(layout, protocol),
-        notes=_table_notes(layout, protocol, groups, ddof) + notes.lines() + list(layout.notes),
+        notes=_table_notes(layout, protocol, groups, ddof)
+        + notes.lines()
+        + list(layout.notes)
+        + missing_clip_notes(results, [group.dataset for group in groups]),
         label=f"tab:{layout.id}" + (f"_{protocol}" if protocol else ""),
         wide=True,
     )

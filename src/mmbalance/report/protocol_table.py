@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mmbalance.report.clips import missing_clip_notes
 from mmbalance.report.results import Results, Stat, paired_difference
 from mmbalance.report.tables import (
     NO_STD,
@@ -96,6 +97,7 @@ def build_protocol_table(
             "modality's own model, selected on its own accuracy.",
             f"Cells: mean ± {std_kind} over seeds in percent (points for the inflation); {NO_STD} = std "
             f"undefined; {NOT_RUN} = no results.",
+            *missing_clip_notes(results, datasets),
         ],
         label=f"tab:{PROTOCOL_STEM}",
         wide=len(datasets) > 1,

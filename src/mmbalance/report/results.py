@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mmbalance.errors import DataError
 from mmbalance.report.aggregate import mean_std, read_summary
+from mmbalance.report.clips import Counts, clip_counts
 from mmbalance.report.tables import index_summary
 
 SeedValues = dict[int, float]
@@ -86,9 +87,10 @@ class Results:
         summaries: Mapping[str, Path],
         histories: Mapping[str, Mapping[str, Sequence[Path]]] | None = None,
     ) -> None:
+        self._sources = {dataset: Path(path) for dataset, path in summaries.items()}
         self._index = {
-            dataset: index_summary(read_summary(path), Path(path), dataset)
-            for dataset, path in summaries.items()
+            dataset: index_summary(read_summary(path), path, dataset)
+            for dataset, path in self._sources.items()
         }
         self._histories = {
             d: {m: list(files) for m, files in h.items()} for d, h in (histories or {}).items()
@@ -115,6 +117,12 @@ class Results:
             return None
         seeds = [int(s) for s in row["seeds"].split(";")]
         return dict(zip(seeds, (float(v) for v in row["values"].split(";")), strict=True))
+
+    def clip_counts(self, dataset: str) -> Counts | None:
+        """Listed, found and missing clips per split of ``dataset`` (None: not reported, or no results)."""
+        if dataset not in self._index:
+            return None
+        return clip_counts(self._index[dataset], self._sources[dataset])
 
     def run_id(self, dataset: str, method: str) -> str | None:
         row = next((r for k, r in self._index.get(dataset, {}).items() if k[0] == method), None)

@@ -17,6 +17,7 @@ from typing import Any
 from mmbalance.errors import DataError, MMBalanceError
 from mmbalance.io import atomic_open
 from mmbalance.report.aggregate import mean_std, read_summary
+from mmbalance.report.clips import clip_counts, missing_clip_note
 
 NOT_RUN = "not run"
 NOT_APPLICABLE = "—"
@@ -298,6 +299,9 @@ def write_main_table(
         ddof: the std convention the summary was aggregated with (stated in the notes, checked
             against the per-seed values).
 
+    A last note says how many clips of each split were unavailable when the runs report missing
+    clips (:mod:`mmbalance.report.clips`).
+
     Returns:
         The paths of the Markdown, CSV and LaTeX files.
     """
@@ -317,6 +321,9 @@ def write_main_table(
     ]
     if run_ids:
         notes.append("Run ids: " + ", ".join(f"{m} {rid}" for m, rid in run_ids.items()) + ".")
+    missing = missing_clip_note(dataset, clip_counts(index, summary_csv))
+    if missing:
+        notes.append(missing)
     table = Table(
         header=["Method", *columns, *columns],
         rows=rows,

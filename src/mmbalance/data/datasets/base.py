@@ -7,7 +7,10 @@ clips of each split (``items``). ``prepare`` ends by writing ``manifest.json`` w
 is complete. Its keys are ``dataset``, ``config`` (the data settings, from which
 :meth:`Dataset.class_names` is answered at extraction time), ``counts`` (clips per split) and
 ``files`` (the sha256 of every file, relative POSIX path → hex digest), which extraction checks
-before it decodes anything.
+before it decodes anything. A real dataset whose lists name clips that may be unobtainable also
+reports per split ``listed`` (the clips its lists name) or ``missing`` (those not obtained);
+:func:`clip_availability` reads either form, and extraction copies the result into the feature
+store, from where training copies it into every run's ``metrics.json`` (docs/tables.md, footnotes).
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ class Dataset(abc.ABC):
     name: ClassVar[str]
     modalities: ClassVar[dict[str, str]]
     """Modality name → kind (``spectrogram`` or ``frames``), in the model's modality order."""
+    unit: ClassVar[str] = "clips"
+    """What one item is called in the tables' missing-clip footnotes (``clips``, ``posts``)."""
+    missing_reason: ClassVar[str] = "missing at the source"
+    """Why listed items can be missing, as the footnotes say it."""
     Config: ClassVar[type | None] = None
     """A dataclass of the ``data.<dataset>`` settings with their defaults (``metadata={"choices": …}``
     restricts a field), checked by ``config.validate`` like method options; ``None`` when the schema
@@ -128,6 +135,37 @@ def write_raw_manifest(
     }
     write_json(path, manifest)
     return path
+
+
+def clip_availability(manifest: Mapping[str, Any], path: Path) -> dict[str, dict[str, int]] | None:
+    """Per split ``{"listed": n, "found": f, "missing": n - f}`` from a raw manifest (module docstring).
+
+    ``found`` is the manifest's ``counts``; ``listed`` comes from its ``listed`` per split or, where it
+    reports only ``missing`` (CREMA-D), is ``found + missing``. None when the manifest reports
+    neither (a generated dataset lists exactly what it made). Counts that are not non-negative
+    integers or contradict each other raise :class:`DataError` naming ``path``.
+    """
+    listed, missing = manifest.get("listed"), manifest.get("missing")
+    if listed is None and missing is None:
+        return None
+    out = {}
+    for split in SPLITS:
+        try:
+            found = _count(manifest["counts"][split])
+            total = _count(listed[split]) if listed is not None else found + _count(missing[split])
+            gone = _count(total - found)
+            if missing is not None and _count(missing[split]) != gone:
+                raise ValueError(f"missing {missing[split]} is not listed {total} - found {found}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: clip counts of split '{split}' are unusable ({exc!r})") from exc
+        out[split] = {"listed": total, "found": found, "missing": gone}
+    return out
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{value!r} is not a count")
+    return value
 
 
 def parallel_map(

@@ -286,6 +286,7 @@ class CremaD(Dataset):
 
     name = "cremad"
     modalities: ClassVar[dict[str, str]] = {"audio": "spectrogram", "video": "frames"}
+    missing_reason = "WAV or FLV file missing at the source, dropped under max_missing"
     Config = Config
     reference: ClassVar[Reference] = PACKAGED
 

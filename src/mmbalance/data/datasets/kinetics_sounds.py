@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 from mmbalance.config import typed_options
 from mmbalance.data.datasets.base import Dataset, Item
 from mmbalance.data.youtube import (
+    MISSING_REASON,
     Clip,
     ClipsConfig,
     begin,
@@ -152,6 +153,7 @@ class KineticsSounds(Dataset):
 
     name = "kinetics_sounds"
     modalities: ClassVar[dict[str, str]] = {"audio": "spectrogram", "video": "frames"}
+    missing_reason = MISSING_REASON
     Config = Config
 
     def class_names(self, data_cfg: Mapping[str, Any]) -> list[str]:

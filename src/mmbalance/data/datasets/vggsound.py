@@ -37,6 +37,7 @@ from mmbalance.config import typed_options
 from mmbalance.data.datasets.base import Dataset, Item
 from mmbalance.data.download import fetch_pinned
 from mmbalance.data.youtube import (
+    MISSING_REASON,
     Clip,
     ClipsConfig,
     begin,
@@ -100,6 +101,7 @@ class VGGSound(Dataset):
 
     name = "vggsound"
     modalities: ClassVar[dict[str, str]] = {"audio": "spectrogram", "video": "frames"}
+    missing_reason = MISSING_REASON
     Config = Config
 
     def class_names(self, data_cfg: Mapping[str, Any]) -> list[str]:
