@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
-from mmbalance.errors import ConfigError
 from mmbalance.methods.base import Context, ModelSpec
-from mmbalance.methods.greedy import Greedy
+from mmbalance.methods.greedy import Greedy, bdr_difference
 from tests.conftest import NUM_CLASSES, make_batch
 from tests.resume_check import train_killed_and_resumed
 
@@ -169,10 +168,28 @@ def test_branch_average_head_loss_and_prediction(tiny_spec: ModelSpec) -> None:
     assert torch.allclose(method.predict(out)["fused"], ((o_a + o_v) / 2).softmax(1))
 
 
-def test_two_modalities_only(tiny_spec: ModelSpec) -> None:
-    spec = ModelSpec({**tiny_spec.modalities, "depth": "frames"}, {**tiny_spec.encoders, "depth": {}}, 3)
-    with pytest.raises(ConfigError, match="2 modalities"):
-        Greedy(typed_options(Greedy.Options(), {}, "methods.greedy"), spec)
+def test_three_modalities_curate_the_largest_bdr_when_the_spread_exceeds_epsilon(
+    tiny_spec: ModelSpec,
+) -> None:
+    """Our generalisation: ``d = max BDR − min BDR``; a window opens on ``argmax BDR`` when ``d > ε``."""
+    encoders = {**tiny_spec.encoders, "depth": {"name": "resnet10", "width": 4}}
+    spec = ModelSpec({**tiny_spec.modalities, "depth": "frames"}, encoders, NUM_CLASSES)
+    method = Greedy(typed_options(Greedy.Options(), {"epsilon": 1.5, "window": 2}, "methods.greedy"), spec)
+    method.speeds = {
+        "main": {"audio": 1.0, "video": 2.0, "depth": 1.0},
+        "bypass": {"audio": 10.0, "video": 200.0, "depth": 1.0},
+    }
+    bdr, d = bdr_difference(method.speeds, method.modalities)
+    assert bdr == {"audio": pytest.approx(1.0), "video": pytest.approx(2.0), "depth": pytest.approx(0.0)}
+    assert d == pytest.approx(2.0)
+    method.advance(d, epoch=1)
+    assert method.curated == "video" and method.window_left == 2
+    method.curated, method.window_left = None, 0
+    method.options.epsilon = 2.5
+    method.advance(d, epoch=1)
+    assert method.curated is None and method.window_left == 0
+    method.speeds["main"]["depth"] = 0.0  # an undefined BDR: no decision
+    assert math.isnan(bdr_difference(method.speeds, method.modalities)[1])
 
 
 def test_training_curates_and_resumes_bit_identical(

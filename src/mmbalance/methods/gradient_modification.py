@@ -10,11 +10,13 @@ each weight gradient of ``l``'s same-named layer is right-multiplied by ``T`` (E
 Linear layers use their input vector. Convolutions (the wider scopes of Table 4) use their input
 *patches*: the layer input unfolded with the convolution's kernel, stride, padding and dilation,
 averaged over the batch and the positions (the IGM code's unused ``Conv2d`` branch), and the
-weight seen as ``(out, in·kh·kw)``.
+weight seen as ``(out, in·kh·kw)``; a 3-D convolution (I3D, cnn3d on NVGesture) likewise with
+``(out, in·kt·kh·kw)``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,7 +28,7 @@ FLAT_TOLERANCE = 1e-10
 """``λ_max − λ_min ≤ FLAT_TOLERANCE · λ_max`` counts as a flat spectrum (the 0/0 of Eq. 7)."""
 
 
-ModifiableLayer = nn.Linear | nn.Conv2d
+ModifiableLayer = nn.Linear | nn.Conv2d | nn.Conv3d
 
 
 def linear_layers(module: nn.Module) -> dict[str, nn.Linear]:
@@ -35,28 +37,35 @@ def linear_layers(module: nn.Module) -> dict[str, nn.Linear]:
 
 
 def modifiable_layers(module: nn.Module) -> dict[str, ModifiableLayer]:
-    """Every ``nn.Linear`` and ungrouped ``nn.Conv2d`` under ``module``, in registration order."""
+    """Every ``nn.Linear`` and ungrouped ``nn.Conv2d``/``Conv3d`` under ``module``, in registration order."""
     return {
         name: layer
         for name, layer in module.named_modules()
-        if isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv2d) and layer.groups == 1)
+        if isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv2d | nn.Conv3d) and layer.groups == 1)
     }
 
 
 def input_size(layer: ModifiableLayer) -> int:
-    """The size of the vector a weight row multiplies: ``in`` (Linear) or ``in·kh·kw`` (Conv2d)."""
+    """The size of the vector a weight row multiplies: ``in`` (Linear), ``in·kh·kw`` (Conv2d) or
+    ``in·kt·kh·kw`` (Conv3d)."""
     if isinstance(layer, nn.Linear):
         return layer.in_features
-    kh, kw = layer.kernel_size
-    return layer.in_channels * kh * kw
+    return layer.in_channels * math.prod(layer.kernel_size)
 
 
 def mean_input(layer: ModifiableLayer, x: torch.Tensor) -> torch.Tensor:
-    """``z̄``: the batch mean of a Linear's input, or of a Conv2d's input patches over batch and positions."""
+    """``z̄``: the batch mean of a Linear's input, or of a convolution's input patches over batch and
+    positions (laid out as the flattened weight: channel, then kernel offsets)."""
     if isinstance(layer, nn.Linear):
         return x.reshape(-1, x.shape[-1]).mean(0)
-    patches = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
-    return patches.mean(dim=(0, 2))
+    if isinstance(layer, nn.Conv2d):
+        patches = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+        return patches.mean(dim=(0, 2))
+    pt, ph, pw = layer.padding
+    x = F.pad(x, (pw, pw, ph, ph, pt, pt))
+    for dim, (k, s, d) in enumerate(zip(layer.kernel_size, layer.stride, layer.dilation, strict=True), 2):
+        x = x.unfold(dim, (k - 1) * d + 1, s)[..., ::d]  # appends this dimension's kernel offsets
+    return x.mean(dim=(0, 2, 3, 4)).reshape(-1)
 
 
 def scope_layers(head: nn.Module, encoder: nn.Module, fraction: float | None) -> dict[str, ModifiableLayer]:

@@ -20,6 +20,14 @@ Per training step without curation, after backward (the code's ``compute_BDR``):
   its running-average gate (detached, the same for every sample) while the other modality's gate
   is computed normally. Speeds are not accumulated during a window (as in the code).
 
+More than two modalities (NVGesture; the paper and the code define ``d`` for a pair only, and the
+NJUST tables do not say how Greedy was run on three): our generalisation keeps the rule's reading —
+the curated modality is the one that learns most through the bypass relative to its own branch.
+``d = max_m BDR_m − min_m BDR_m`` (≥ 0) and the window, when ``d > ε``, is on ``argmax_m BDR_m``
+(the first in dataset order on ties); the other modalities' gates are computed normally. For two
+modalities this is the rule above (``|BDR_0 − BDR_1| > ε``, curate the larger), and ``d`` keeps its
+sign there.
+
 Running average (our decision, documented): per MMTM and modality, the cumulative mean over all
 training forward passes so far of the batch-mean computed gate (``k·σ(E_m)``, before any
 replacement), updated after each training forward, so a window uses the average of the steps
@@ -33,7 +41,6 @@ Switches (defaults first): ``stages`` ``[1, 2, 3, 4]`` (spec §B12) | ``[2, 3, 4
 ``branch_average`` (paper Fig. 1 and code) | ``concat`` (the spec's "concat head" reading: CE on
 a Concat head, per-modality logits from its column blocks); ``start_epoch`` is 0-based: the
 default 1 is the code's ``starting_epoch=2`` counted from 1 (Poutyne's epochs).
-Two modalities only (``d`` is a pairwise difference).
 """
 
 from __future__ import annotations
@@ -81,13 +88,26 @@ def learning_speed(params: list[nn.Parameter]) -> float:
 def bdr_difference(
     speeds: dict[str, dict[str, float]], modalities: list[str]
 ) -> tuple[dict[str, float], float]:
-    """``BDR_m = log10(M_bypass,m / M_main,m)`` per modality and ``d = BDR_0 − BDR_1`` (NaN if undefined)."""
+    """``BDR_m = log10(M_bypass,m / M_main,m)`` per modality and ``d`` (NaN if a BDR is undefined):
+    ``BDR_0 − BDR_1`` for two modalities, ``max_m BDR_m − min_m BDR_m`` for more."""
     bdr = {}
     for m in modalities:
         bypass, main = speeds["bypass"][m], speeds["main"][m]
         bdr[m] = math.log10(bypass / main) if bypass > 0 and main > 0 else math.nan
-    first, second = modalities
-    return bdr, bdr[first] - bdr[second]
+    if len(modalities) == 2:
+        first, second = modalities
+        return bdr, bdr[first] - bdr[second]
+    values = list(bdr.values())
+    if any(math.isnan(v) for v in values):
+        return bdr, math.nan
+    return bdr, max(values) - min(values)
+
+
+def curated_modality(bdr: dict[str, float], d: float, modalities: list[str]) -> str:
+    """The modality a window curates: ``c = 0`` if ``d > 0`` else ``1`` (two); ``argmax_m BDR_m`` (more)."""
+    if len(modalities) == 2:
+        return modalities[0] if d > 0 else modalities[1]
+    return max(modalities, key=lambda m: bdr[m])
 
 
 @register_method("greedy")
@@ -104,10 +124,6 @@ class Greedy(Channel):
 
     def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
         super().__init__(options, spec)
-        if len(self.modalities) != 2:
-            raise ConfigError(
-                f"methods.greedy: Greedy's BDR difference is defined for 2 modalities, got {self.modalities}"
-            )
         if self.options.window < 1:
             raise ConfigError(f"methods.greedy.window: must be ≥ 1, got {self.options.window}")
         self.speeds = {kind: dict.fromkeys(self.modalities, 0.0) for kind in ("main", "bypass")}
@@ -170,7 +186,8 @@ class Greedy(Channel):
     def advance(self, d: float, epoch: int) -> None:
         """After a step outside a window: open a window of ``window`` steps when ``|d| > ε``."""
         if epoch >= self.options.start_epoch and abs(d) > self.options.epsilon:
-            self.curated = self.modalities[0] if d > 0 else self.modalities[1]
+            bdr = bdr_difference(self.speeds, self.modalities)[0]
+            self.curated = curated_modality(bdr, d, self.modalities)
             self.window_left = self.options.window
 
     # --- training --------------------------------------------------------------------------

@@ -6,10 +6,12 @@ Peng et al., "Balanced Multimodal Learning via On-the-fly Gradient Modulation", 
 Per batch, with unimodal logits ``o_m`` from the split fusion head (Eq. 6 of the paper):
 ``s_m = Σ_i softmax(o_m)_i[y_i]``; the discrepancy ratio of the stronger modality
 ``ρ = s_strong / s_weak > 1`` gives its coefficient ``k = 1 − tanh(α·ρ)`` (Eq. 9) and the
-other modality keeps ``k = 1``. After backward, each 4-D (convolution) weight gradient of a
-modality's encoder becomes ``k·g`` (OGM) or ``k·g + N(0, std(g) + 1e-8)`` (OGM-GE, Eq. 11),
-for ``start_epoch ≤ epoch ≤ end_epoch``. With more than two modalities each modality's ratio
-is taken against the weakest one (BalanceBenchmark's generalisation).
+other modality keeps ``k = 1``. After backward, each convolution weight gradient of a modality's
+encoder becomes ``k·g`` (OGM) or ``k·g + N(0, std(g) + 1e-8)`` (OGM-GE, Eq. 11), for
+``start_epoch ≤ epoch ≤ end_epoch``. The code selects them as the 4-D gradients (2-D convolutions);
+the 5-D ones of 3-D convolutions (I3D on NVGesture) are convolution weights too and are included.
+With more than two modalities each modality's ratio is taken against the weakest one
+(BalanceBenchmark's generalisation).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import torch
 from mmbalance.methods.base import Batch, Context, Logs, Method
 from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
+
+CONV_WEIGHT_DIMS = (4, 5)
+"""Gradients of 2-D (4-D tensors, the code's test) and 3-D convolution weights (5-D)."""
 
 
 def modulation_coefficients(scores: dict[str, float], alpha: float) -> dict[str, float]:
@@ -58,7 +63,7 @@ class OGMGE(Method):
         if active:
             for modality, k in coefficients.items():
                 for param in ctx.model.encoders[modality].parameters():
-                    if param.grad is None or param.grad.dim() != 4:
+                    if param.grad is None or param.grad.dim() not in CONV_WEIGHT_DIMS:
                         continue
                     noise_std = float(param.grad.std()) + 1e-8  # of the unmodulated gradient, as in the code
                     param.grad.mul_(k)

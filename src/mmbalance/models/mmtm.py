@@ -1,12 +1,13 @@
-"""MMTM: multimodal transfer modules between the encoders' ResNet stages (methods.md §B4).
+"""MMTM: multimodal transfer modules between the encoders' stages (ResNet, I3D, cnn3d; methods.md §B4).
 
 Joze, Shaban, Iuzzolino & Koishida, "MMTM: Multimodal Transfer Module for CNN Fusion", CVPR 2020,
 Sec. 3 (squeeze, multimodal excitation), as implemented by the Greedy code
 (``nyukat/greedy_multimodal_learning`` a190e03, ``MMTM_mitigate``). After each selected stage every
-modality's map ``A_m`` is squeezed by global average pooling ``S_m`` (over the frames of a clip
-too), ``Z = ReLU(W [S_1; …; S_M] + b)`` with ``int(2·Σ_m C_m / ratio)`` units,
-``E_m = W_m Z + b_m``, and ``A_m ← k·σ(E_m) ⊙ A_m`` channel-wise, the same gate for every frame
-of a clip (``k = 2`` in the paper, ``1`` in the Greedy code). More than two modalities: the
+modality's map ``A_m`` is squeezed by global average pooling ``S_m`` (the encoder's own ``pool``:
+over the frames of a clip too, and over time and space for a 3-D clip map),
+``Z = ReLU(W [S_1; …; S_M] + b)`` with ``int(2·Σ_m C_m / ratio)`` units, ``E_m = W_m Z + b_m``,
+and ``A_m ← k·σ(E_m) ⊙ A_m`` channel-wise, the same gate for every frame and position of a clip
+(``k = 2`` in the paper, ``1`` in the Greedy code). More than two modalities: the
 squeezes of all of them are concatenated (our generalisation of the two-stream module).
 
 The trunks run jointly, stage by stage; input handling (``images``) and pooling (``pool``) are
@@ -49,9 +50,11 @@ class MMTM(nn.Module):
 
 
 def rescale(fmap: torch.Tensor, gate: torch.Tensor, batch: int) -> torch.Tensor:
-    """A (B·T, C, h, w) map times a per-sample (B, C) gate, channel-wise and equal for all T frames."""
+    """A map times a per-sample (B, C) gate, channel-wise: a (B·T, C, h, w) map of frames folded into
+    the batch gets the same gate for all T frames; a (B, C, …) map (spectrogram, 3-D clip map) is
+    gated over all its time and space positions."""
     clip = fmap.view(batch, -1, *fmap.shape[1:])
-    return (clip * gate[:, None, :, None, None]).view_as(fmap)
+    return (clip * gate.view(batch, 1, -1, *[1] * (fmap.dim() - 2))).view_as(fmap)
 
 
 class MMTMModel(MultimodalModel):
@@ -77,7 +80,7 @@ class MMTMModel(MultimodalModel):
         trunks = {m: getattr(enc, "trunk", None) for m, enc in encoders.items()}
         staged = [m for m, t in trunks.items() if not hasattr(t, "stage_channels")]
         if staged:
-            raise ConfigError(f"MMTM needs staged (ResNet) encoders; {staged} have none")
+            raise ConfigError(f"MMTM needs staged (ResNet, I3D, cnn3d) encoders; {staged} have none")
         depths = {len(t.stages) for t in trunks.values()}
         if len(depths) != 1:
             raise ConfigError(f"MMTM needs encoders with the same number of stages, got {sorted(depths)}")

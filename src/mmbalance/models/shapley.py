@@ -19,7 +19,9 @@ evaluation every pass is in eval mode. ``masked_gradients=False`` (repo) runs th
 without autograd; ``True`` lets gradients flow through them too.
 
 A masked input is the stored input whose *normalised* value is zero, as the repo's ``zeros_like``
-on its already-normalised tensors: zeros for spectrograms, the ImageNet mean colour for frames.
+on its already-normalised tensors: zeros for spectrograms, the ImageNet mean colour for frames; an
+encoder with its own normalisation options says which input that is (``masked_input``: the clip
+encoder's ImageNet mean colour, 0 for ``unit``, 127.5 for ``flow``).
 Eval-mode passes treat samples independently, so each masked modality is encoded once (one sample)
 and each real input once, then the fusion combines them per coalition (the same values as the
 repo's separate full passes, with fewer encoder calls).
@@ -115,14 +117,17 @@ class ShapleyModel(MultimodalModel):
         self.masked_gradients = masked_gradients
         self.scales = nn.ModuleDict({m: GradientScale() for m in self.modalities})
 
+    def masked(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """The masked input of ``modality``: the encoder's own ``masked_input`` if it has one."""
+        own = getattr(self.encoders[modality], "masked_input", None)
+        return own(x) if own is not None else masked_input(self.kinds[modality], x)
+
     def coalition_outputs(self, inputs: dict[str, torch.Tensor]) -> dict[Coalition, torch.Tensor]:
         """``f(S)`` of every non-empty proper coalition, all modules in eval mode."""
         grad = contextlib.nullcontext() if self.masked_gradients else torch.no_grad()
         with all_in_eval_mode(self), grad:
             present = self.encode(inputs)
-            absent = {
-                m: self.encoders[m](masked_input(self.kinds[m], inputs[m][:1])) for m in self.modalities
-            }
+            absent = {m: self.encoders[m](self.masked(m, inputs[m][:1])) for m in self.modalities}
             outputs = {}
             for size in range(1, len(self.modalities)):
                 for members in itertools.combinations(self.modalities, size):
