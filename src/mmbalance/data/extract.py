@@ -3,13 +3,14 @@
 Per modality kind: ``spectrogram`` runs the audio front-end named in ``features.<profile>.<dataset>
 .<modality>.frontend`` with its ``seconds`` (datasets.md §1) and stores float16; ``frames`` decodes
 ``frames`` frames at ``rate`` fps resized to ``size`` (datasets.md §2, :mod:`mmbalance.data.video`)
-and stores uint8.
+and stores uint8; ``clip`` stores a video segment as uint8 ``(C, frames, size, size)`` (NVGesture's
+RGB, depth and optical flow, :mod:`mmbalance.data.kinds.clip`); images and text see their kinds.
 
 A clip's own settings of a modality (:attr:`~mmbalance.data.datasets.base.Item.settings`, e.g.
 NVGesture's gesture segment) are merged over the modality's feature settings for that clip.
 
 Every input file is first checked against the sha256 in the raw manifest (a file cut short
-can still decode), then decoded in ``workers`` processes (numpy, librosa and PyAV only). The
+can still decode), then decoded in ``workers`` processes (numpy, librosa, PyAV and OpenCV; never torch). The
 arrays are filled in a hidden staging folder inside ``out_dir``; only when every split is
 complete are they moved into place and ``manifest.json`` written, last and atomically. Any
 missing, altered, truncated or undecodable input stops extraction with a :class:`DataError`

@@ -189,8 +189,9 @@ def parallel_map(
     ``workers <= 1`` runs in this process. Otherwise a ``ProcessPoolExecutor`` is used, its workers
     started with ``fork`` where the platform has it (``spawn`` elsewhere): they start at once with
     the already imported numpy/librosa/PyAV and need no ``if __name__ == "__main__"`` guard in the
-    calling script. They run numpy, soundfile, librosa, PyAV and PIL only, never torch or an OpenMP
-    pool, so a forked copy of a training process is harmless. ``fn`` must be picklable (a
+    calling script. They run numpy, soundfile, librosa, PyAV, PIL and OpenCV (one thread, set by the
+    ``clip`` kind before the fork) only, never torch or an OpenMP pool, so a forked copy of a training
+    process is harmless. ``fn`` must be picklable (a
     module-level function or a ``functools.partial`` of one). An exception raised by ``fn`` in a
     worker is re-raised here after the pending tasks are cancelled and the workers have exited
     (``multiprocessing.Pool.terminate`` can deadlock at that point when its task queue is full). A
