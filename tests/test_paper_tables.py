@@ -120,7 +120,7 @@ def test_dataset_map_matches_the_registry() -> None:
     assert infos["synthav"].stand_in and infos["synthav"].modality_order() == tuple(
         DATASETS.get("synthav").modalities
     )
-    assert infos["nvgesture"].modality_order() == ("rgb", "of", "depth")
+    assert infos["nvgesture"].modality_order() == ("rgb", "flow", "depth")
 
 
 LAYOUT = """

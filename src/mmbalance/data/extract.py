@@ -3,14 +3,18 @@
 Per modality kind: ``spectrogram`` runs the audio front-end named in ``features.<profile>.<dataset>
 .<modality>.frontend`` with its ``seconds`` (datasets.md §1) and stores float16; ``frames`` decodes
 ``frames`` frames at ``rate`` fps resized to ``size`` (datasets.md §2, :mod:`mmbalance.data.video`)
-and stores uint8.
+and stores uint8; ``clip`` stores a video segment as uint8 ``(C, frames, size, size)`` (NVGesture's
+RGB, depth and optical flow, :mod:`mmbalance.data.kinds.clip`); images and text see their kinds.
+
+A clip's own settings of a modality (:attr:`~mmbalance.data.datasets.base.Item.settings`, e.g.
+NVGesture's gesture segment) are merged over the modality's feature settings for that clip.
 
 The raw manifest's per-split clip counts (listed, found, missing; :func:`~mmbalance.data.datasets.
 base.clip_availability`), where the dataset reports them, are copied into the store's manifest as
 ``clips``, checked against the number of clips extracted; training copies them into ``metrics.json``.
 
 Every input file is first checked against the sha256 in the raw manifest (a file cut short
-can still decode), then decoded in ``workers`` processes (numpy, librosa and PyAV only). The
+can still decode), then decoded in ``workers`` processes (numpy, librosa, PyAV and OpenCV; never torch). The
 arrays are filled in a hidden staging folder inside ``out_dir``; only when every split is
 complete are they moved into place and ``manifest.json`` written, last and atomically. Any
 missing, altered, truncated or undecodable input stops extraction with a :class:`DataError`
@@ -57,10 +61,11 @@ def feature_shape(kind: str, cfg: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def _features(
-    specs: Mapping[str, tuple[str, dict]], task: tuple[dict[str, str], dict[str, str]]
+    specs: Mapping[str, tuple[str, dict]], task: tuple[dict[str, str], dict[str, str], dict[str, dict]]
 ) -> dict[str, np.ndarray]:
-    """Worker: check the files of one clip against their sha256 and compute each modality's features."""
-    paths, expected = task
+    """Worker: check the files of one clip against their sha256 and compute each modality's features
+    (with the clip's own settings of the modality merged over the modality's)."""
+    paths, expected, settings = task
     out = {}
     for modality, (kind, cfg) in specs.items():
         path = Path(paths[modality])
@@ -68,7 +73,7 @@ def _features(
             raise DataError(f"{path}: file not found")
         if sha256_file(path) != expected[modality]:
             raise DataError(f"{path}: sha256 does not match the raw manifest (altered or truncated file)")
-        out[modality] = KINDS.get(kind)().compute(path, cfg)
+        out[modality] = KINDS.get(kind)().compute(path, {**cfg, **settings.get(modality, {})})
     return out
 
 
@@ -81,7 +86,7 @@ def _tasks(items: list[Item], raw_dir: Path, hashes: Mapping[str, str], raw_mani
             if rel not in hashes:
                 raise DataError(f"{path}: not listed in {raw_manifest}")
             expected[modality] = hashes[rel]
-        tasks.append(({m: str(p) for m, p in item.paths.items()}, expected))
+        tasks.append(({m: str(p) for m, p in item.paths.items()}, expected, item.settings))
     return tasks
 
 

@@ -2,7 +2,8 @@
 
 Layout of a store folder (written by :func:`mmbalance.data.extract.extract`)::
 
-    <split>/<modality>.npy   audio (N, 257, T) float16, video (N, frames, 3, size, size) uint8
+    <split>/<modality>.npy   audio (N, 257, T) float16, video (N, frames, 3, size, size) uint8,
+                             clip (N, C, frames, size, size) uint8
     <split>/labels.npy       int64 (N,)
     <split>/index.csv        row,clip_id,label,<modality>_file... (source files relative to the raw folder)
     manifest.json            written last: dataset, feature settings, modalities and kinds, class

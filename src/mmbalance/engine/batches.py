@@ -6,6 +6,9 @@ Rows inside a batch are read in ascending order (sequential memmap access; the l
 BatchNorm statistics do not depend on the order within a batch). A shuffled (training) split whose
 last batch would hold a single sample joins it to the batch before: BatchNorm cannot normalise one
 sample, and dropping it would lose data silently.
+
+Clip modalities (NVGesture) are not read whole: a :class:`~mmbalance.engine.clip_sampling.ClipSampling`
+takes the training window and crop, or the evaluation centre crop, of each sample.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from mmbalance.engine.clip_sampling import ClipSampling
 from mmbalance.methods.base import Batch
 
 
@@ -29,6 +33,7 @@ class SplitBatches:
         device: torch.device,
         shuffle: bool = False,
         seed: int = 0,
+        clips: ClipSampling | None = None,
     ) -> None:
         self.arrays = arrays
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -36,6 +41,7 @@ class SplitBatches:
         self.device = device
         self.shuffle = shuffle
         self.seed = seed
+        self.clips = clips
 
     def __len__(self) -> int:
         return len(self.bounds())
@@ -55,9 +61,14 @@ class SplitBatches:
 
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
         order = self.order(epoch)
+        rng = self.clips.generator(self.seed, epoch) if self.clips is not None else None
         for start, stop in self.bounds():
             index = np.sort(order[start:stop])
-            inputs = {m: torch.from_numpy(np.ascontiguousarray(a[index])) for m, a in self.arrays.items()}
+            views = self.clips.read(self.arrays, index, rng) if self.clips is not None else {}
+            inputs = {
+                m: torch.from_numpy(np.ascontiguousarray(views[m] if m in views else a[index]))
+                for m, a in self.arrays.items()
+            }
             yield Batch(
                 inputs={m: x.to(self.device, non_blocking=True) for m, x in inputs.items()},
                 labels=torch.from_numpy(self.labels[index]).to(self.device),

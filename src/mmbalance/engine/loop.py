@@ -21,6 +21,7 @@ from tqdm import tqdm
 from mmbalance.data.store import open_store
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmbalance.engine.clip_sampling import clip_sampling
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.optim import Schedule, build_optimizer
 from mmbalance.engine.protocols import protocol_metrics
@@ -62,6 +63,8 @@ class Trainer:
         train_cfg = resolved["train"]
         store = open_store(Path(feature_dir))
         splits = {name: store.split(name) for name in ("train", *SPLITS)}
+        where = f"train.{resolved['profile']}.{resolved['dataset']}.clip_sampling"
+        sampling = train_cfg.get("clip_sampling")
         self.batches = {
             "train": SplitBatches(
                 splits["train"].arrays,
@@ -70,11 +73,16 @@ class Trainer:
                 self.device,
                 shuffle=True,
                 seed=self.seed,
+                clips=clip_sampling(store.modalities, splits["train"].arrays, sampling, True, where),
             )
         }
         for name in SPLITS:
             self.batches[name] = SplitBatches(
-                splits[name].arrays, splits[name].labels, train_cfg["eval_batch_size"], self.device
+                splits[name].arrays,
+                splits[name].labels,
+                train_cfg["eval_batch_size"],
+                self.device,
+                clips=clip_sampling(store.modalities, splits[name].arrays, sampling, False, where),
             )
         self.test_ids = list(splits["test"].ids)
         self.clips = store.manifest.get("clips")

@@ -11,6 +11,10 @@ before it decodes anything. A real dataset whose lists name clips that may be un
 reports per split ``listed`` (the clips its lists name) or ``missing`` (those not obtained);
 :func:`clip_availability` reads either form, and extraction copies the result into the feature
 store, from where training copies it into every run's ``metrics.json`` (docs/tables.md, footnotes).
+
+An :class:`Item` may carry per-clip ``settings`` for a modality (NVGesture's gesture segment, the
+``start``/``end`` frames of its split lists); extraction merges them over the modality's feature
+settings for that clip only. Datasets without them give every clip the same settings.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import csv
 import hashlib
 import multiprocessing
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
+import numpy as np
 from tqdm import tqdm
 
 from mmbalance.errors import DataError
@@ -41,11 +47,26 @@ _R = TypeVar("_R")
 
 @dataclass(frozen=True)
 class Item:
-    """One clip: its id, its label and one file per modality."""
+    """One clip: its id, its label, one file per modality and, per modality, settings of this clip
+    that extraction merges over the modality's feature settings (module docstring)."""
 
     clip_id: str
     label: int
     paths: dict[str, Path]
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Listed(Protocol):
+    """What :func:`draw_validation` reads of a listed clip."""
+
+    @property
+    def clip_id(self) -> str: ...
+
+    @property
+    def label(self) -> int: ...
+
+
+_L = TypeVar("_L", bound=Listed)
 
 
 class Dataset(abc.ABC):
@@ -96,6 +117,36 @@ def read_split_rows(raw_dir: Path, split: str, columns: Sequence[str] = ("clip_i
         except (TypeError, ValueError) as exc:
             raise DataError(f"{path}: line {number} is malformed ({row})") from exc
     return rows
+
+
+def draw_validation(
+    clips: Sequence[_L], fraction: float, seed: int, group: Callable[[_L], Hashable] | None = None
+) -> tuple[list[_L], list[_L]]:
+    """Split a training list into (train, val), both in list order, with ``numpy.random.default_rng(seed)``.
+
+    Stratified (``group`` None): for each label in ascending order, the label's clip ids sorted, permuted,
+    and the first ``floor(fraction · n + 0.5)`` taken. Group-disjoint: the groups (``group(clip)``:
+    CREMA-D's actor, NVGesture's subject) sorted, permuted, and whole groups taken in that order until
+    their clips reach ``floor(fraction · N + 0.5)``, so no group is in both train and val.
+    """
+    rng = np.random.default_rng(seed)
+    if group is not None:
+        per_group = Counter(group(clip) for clip in clips)
+        groups = sorted(per_group)
+        target, taken, chosen = int(np.floor(fraction * len(clips) + 0.5)), 0, set()
+        for index in rng.permutation(len(groups)):
+            if taken >= target:
+                break
+            chosen.add(groups[index])
+            taken += per_group[groups[index]]
+        val_ids = {clip.clip_id for clip in clips if group(clip) in chosen}
+    else:
+        val_ids = set()
+        for label in sorted({clip.label for clip in clips}):
+            members = sorted(clip.clip_id for clip in clips if clip.label == label)
+            count = int(np.floor(fraction * len(members) + 0.5))
+            val_ids.update(members[i] for i in rng.permutation(len(members))[:count])
+    return [c for c in clips if c.clip_id not in val_ids], [c for c in clips if c.clip_id in val_ids]
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -176,8 +227,9 @@ def parallel_map(
     ``workers <= 1`` runs in this process. Otherwise a ``ProcessPoolExecutor`` is used, its workers
     started with ``fork`` where the platform has it (``spawn`` elsewhere): they start at once with
     the already imported numpy/librosa/PyAV and need no ``if __name__ == "__main__"`` guard in the
-    calling script. They run numpy, soundfile, librosa, PyAV and PIL only, never torch or an OpenMP
-    pool, so a forked copy of a training process is harmless. ``fn`` must be picklable (a
+    calling script. They run numpy, soundfile, librosa, PyAV, PIL and OpenCV (one thread, set by the
+    ``clip`` kind before the fork) only, never torch or an OpenMP pool, so a forked copy of a training
+    process is harmless. ``fn`` must be picklable (a
     module-level function or a ``functools.partial`` of one). An exception raised by ``fn`` in a
     worker is re-raised here after the pending tasks are cancelled and the workers have exited
     (``multiprocessing.Pool.terminate`` can deadlock at that point when its task queue is full). A

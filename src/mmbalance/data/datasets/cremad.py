@@ -56,14 +56,11 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
-
-import numpy as np
 
 from mmbalance import __version__
 from mmbalance.config import typed_options
@@ -73,6 +70,7 @@ from mmbalance.data.datasets.base import (
     SPLITS,
     Dataset,
     Item,
+    draw_validation,
     parallel_map,
     read_split_rows,
     sha256_file,
@@ -204,25 +202,9 @@ def load_reference(ref: Reference) -> tuple[dict[str, list[Clip]], dict[str, tup
 def carve_validation(
     clips: list[Clip], fraction: float, seed: int, actor_disjoint: bool
 ) -> tuple[list[Clip], list[Clip]]:
-    """Split a training list into (train, val), both in list order, by the rule of the module docstring."""
-    rng = np.random.default_rng(seed)
-    if actor_disjoint:
-        per_actor = Counter(clip.actor for clip in clips)
-        actors = sorted(per_actor)
-        target, taken, chosen = int(np.floor(fraction * len(clips) + 0.5)), 0, set()
-        for index in rng.permutation(len(actors)):
-            if taken >= target:
-                break
-            chosen.add(actors[index])
-            taken += per_actor[actors[index]]
-        val_ids = {clip.clip_id for clip in clips if clip.actor in chosen}
-    else:
-        val_ids = set()
-        for label in range(len(LABELS)):
-            members = sorted(clip.clip_id for clip in clips if clip.label == label)
-            count = int(np.floor(fraction * len(members) + 0.5))
-            val_ids.update(members[i] for i in rng.permutation(len(members))[:count])
-    return [c for c in clips if c.clip_id not in val_ids], [c for c in clips if c.clip_id in val_ids]
+    """Split a training list into (train, val), both in list order, by the rule of the module docstring
+    (:func:`~mmbalance.data.datasets.base.draw_validation`, actors as the groups)."""
+    return draw_validation(clips, fraction, seed, (lambda clip: clip.actor) if actor_disjoint else None)
 
 
 def media_path(clip_id: str, modality: str) -> str:

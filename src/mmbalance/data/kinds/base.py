@@ -2,8 +2,8 @@
 
 A kind names the settings it needs under ``features.<profile>.<dataset>.<modality>``, the dtype and
 per-clip shape of its array, and computes that array from one raw file. Extraction runs
-``compute`` in worker processes (numpy, librosa, PyAV, PIL; never torch), so it must be picklable
-state-free code.
+``compute`` in worker processes (numpy, librosa, PyAV, PIL, OpenCV; never torch), so it must be
+picklable state-free code.
 """
 
 from __future__ import annotations
