@@ -57,10 +57,29 @@ def test_film_matches_formula() -> None:
     assert torch.allclose(fusion(z).fused, expected)
 
 
+def test_film_with_three_modalities_conditions_the_concatenation_of_the_others() -> None:
+    dims = {"a": 4, "b": 3, "c": 2}
+    fusion = FUSIONS.get("film")(dims, 3)
+    z = {m: torch.randn(5, d) for m, d in dims.items()}
+    gamma, beta = fusion.film(z["a"]).chunk(2, dim=1)
+    assert gamma.shape == (5, 5)
+    expected = fusion.fc(gamma * torch.cat([z["b"], z["c"]], dim=1) + beta)
+    assert torch.allclose(fusion(z).fused, expected)
+
+
+def test_gated_with_three_modalities_gates_the_concatenation_of_the_others() -> None:
+    dims = {"a": 4, "b": 3, "c": 2}
+    fusion = FUSIONS.get("gated")(dims, 3)
+    z = {m: torch.randn(5, d) for m, d in dims.items()}
+    value = fusion.value_fc(torch.cat([z["b"], z["c"]], dim=1))
+    expected = fusion.fc(torch.sigmoid(fusion.gate_fc(z["a"])) * value)
+    assert torch.allclose(fusion(z).fused, expected)
+
+
 @pytest.mark.parametrize("name", ["film", "gated"])
-def test_pair_fusions_reject_three_modalities(name: str) -> None:
-    with pytest.raises(ConfigError, match="exactly 2 modalities"):
-        FUSIONS.get(name)({"a": 4, "b": 4, "c": 4}, 3)
+def test_acting_fusions_need_two_modalities(name: str) -> None:
+    with pytest.raises(ConfigError, match="at least 2 modalities, got 1"):
+        FUSIONS.get(name)({"a": 4}, 3)
 
 
 def test_resnet_adapters_name_an_unknown_encoder_key() -> None:

@@ -23,7 +23,6 @@ from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
-from mmbalance.errors import ConfigError
 from mmbalance.methods.base import Context, Method, ModelSpec
 from mmbalance.methods.channel import Channel
 from mmbalance.methods.gradient_modification import cumulative_input_covariance, input_size
@@ -35,8 +34,6 @@ NUM_CLASSES = 3
 KINDS = {"rgb": "clip", "depth": "clip", "flow": "clip"}
 CHANNELS = {"rgb": 3, "depth": 1, "flow": 2}
 NORMALIZATION = {"rgb": "imagenet", "depth": "unit", "flow": "flow"}
-PAIR_ONLY = {"affine": "FiLM", "gated": "gated fusion"}
-"""Methods whose fusion makes one modality act on the other: defined for two modalities only."""
 OPTIONS = {
     "aug": {"merge_weights": [0.33, 0.33, 0.34], "t_n": 1},  # the April-2025 code's NVGesture weights
     "mslr": {"coefficients": [1.0, 1.0, 1.0], "window": 1},
@@ -105,10 +102,6 @@ def train(name: str, epochs: int = 3) -> tuple[Method, nn.Module, dict[str, Spli
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_method_trains_on_three_clip_modalities(name: str) -> None:
-    if name in PAIR_ONLY:
-        with pytest.raises(ConfigError, match=rf"methods\.{name}: .*defined for 2 modalities, got 3"):
-            make_method(name, spec())
-        return
     method, model, data = train(name)
     batch = next(data["test"].epoch())
     model.eval()

@@ -1,9 +1,9 @@
 """Fusion baselines trained with plain cross-entropy on the fused output (methods.md §B1–B7).
 
 Each differs only in its fusion module, so each is a one-line plugin. FiLM (``affine``) and the
-gated fusion (``gated``) are defined for a pair — one modality conditions or gates the other — and
-stop with a ``ConfigError`` for any other number of modalities (NVGesture's three); the others take
-any number.
+gated fusion (``gated``) are defined for a pair — one modality conditions or gates the other; with
+more modalities the first acts on the concatenation of the others
+(:mod:`mmbalance.models.fusions.conditional`).
 ``gated`` is the gated reading of LFM's "Channel" row (OGM-GE ``GatedFusion``); the MMTM
 reading, the one LFM cites, is the method ``channel`` (:mod:`mmbalance.methods.channel`).
 """
@@ -11,23 +11,13 @@ reading, the one LFM cites, is the method ``channel`` (:mod:`mmbalance.methods.c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
+from mmbalance.methods.base import Batch, Context, Logs, Method
 from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
-
-
-def require_pair(method: str, rule: str, modalities: list[str]) -> None:
-    """Stop unless there are exactly two modalities (for a fusion in which one acts on the other)."""
-    if len(modalities) != 2:
-        raise ConfigError(
-            f"methods.{method}: {rule} is defined for 2 modalities, got {len(modalities)}: {modalities}"
-        )
 
 
 @register_method("unimodal")
@@ -59,24 +49,17 @@ class Sum(Method):
 
 @register_method("affine")
 class Affine(Method):
-    """FiLM: the first modality predicts a scale and shift of the second (§B3)."""
+    """FiLM: the first modality predicts a scale and shift of the second (§B3; of the others when more)."""
 
     fusion = "film"
-
-    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
-        super().__init__(options, spec)
-        require_pair("affine", "FiLM (the first modality conditions the second)", self.modalities)
 
 
 @register_method("gated")
 class Gated(Method):
-    """Gated fusion: a sigmoid gate from the first modality on the second (§B4, gated reading)."""
+    """Gated fusion: a sigmoid gate from the first modality on the second (§B4, gated reading; on the
+    others when more)."""
 
     fusion = "gated"
-
-    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
-        super().__init__(options, spec)
-        require_pair("gated", "the gated fusion (the first modality gates the second)", self.modalities)
 
 
 @register_method("weight")

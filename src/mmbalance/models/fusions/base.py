@@ -54,9 +54,8 @@ class ProbedFusion(Fusion):
         return {m: self.probes[m](features[m].detach()) for m in self.modalities}
 
 
-def require_two(dims: dict[str, int], name: str) -> tuple[str, str]:
-    """The two modalities of a fusion defined only for pairs (FiLM, gated)."""
-    if len(dims) != 2:
-        raise ConfigError(f"fusion '{name}' needs exactly 2 modalities, got {len(dims)}: {list(dims)}")
-    first, second = dims
-    return first, second
+def require_at_least_two(dims: dict[str, int], name: str) -> list[str]:
+    """The modalities of a fusion in which one modality acts on the others (FiLM, gated)."""
+    if len(dims) < 2:
+        raise ConfigError(f"fusion '{name}' needs at least 2 modalities, got {len(dims)}: {list(dims)}")
+    return list(dims)
