@@ -299,3 +299,13 @@ def test_registry_lists_the_3d_encoders() -> None:
     from mmbalance.registry import ADAPTERS, ENCODERS
 
     assert {"i3d", "cnn3d"} <= set(ENCODERS.names()) and "clip" in ADAPTERS
+
+
+def test_the_encoders_command_lists_every_encoder_and_adapter(capsys: pytest.CaptureFixture) -> None:
+    from mmbalance.cli import main
+    from mmbalance.registry import ADAPTERS, ENCODERS
+
+    assert main(["encoders"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line and line[0] != " "}
+    assert set(ENCODERS.names()) | set(ADAPTERS.names()) <= listed
+    assert {"i3d", "cnn3d", "clip"} <= listed

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mmbalance import config
 from mmbalance.errors import MMBalanceError
-from mmbalance.registry import DATASETS, METHODS
+from mmbalance.registry import ADAPTERS, DATASETS, ENCODERS, METHODS
 
 
 def _threads(value: str) -> int:
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list registered methods with their default options")
     sub.add_parser("datasets", help="list registered datasets with their modalities")
+    sub.add_parser("encoders", help="list registered encoders and the modality kinds they serve")
     return parser
 
 
@@ -284,6 +285,18 @@ def cmd_datasets(args: argparse.Namespace) -> None:
         print(f"{name:12} {modalities}")
 
 
+def cmd_encoders(args: argparse.Namespace) -> None:
+    for name in ENCODERS.names():
+        summary = (ENCODERS.get(name).__doc__ or "").strip().splitlines()[0]
+        print(f"{name:12} {summary}")
+    print("adapters (modality kind -> encoder input handling):")
+    for kind in ADAPTERS.names():
+        summary = (ADAPTERS.get(kind).__doc__ or "").strip().splitlines()[0]
+        print(f"{kind:12} {summary}")
+
+
+INFO_COMMANDS = {"methods": cmd_methods, "datasets": cmd_datasets, "encoders": cmd_encoders}
+
 COMMANDS = {
     "generate": cmd_generate,
     "download": cmd_generate,
@@ -299,10 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        if args.command == "methods":
-            cmd_methods(args)
-        elif args.command == "datasets":
-            cmd_datasets(args)
+        if args.command in INFO_COMMANDS:
+            INFO_COMMANDS[args.command](args)
         else:
             params = config.load_params(args.params, args.overrides)
             COMMANDS[args.command](args, params)
