@@ -9,9 +9,9 @@ Kaiming-normal (fan-out) initialisation, as the ResNet trunks. Not from a paper:
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from mmbalance.models.encoders.staged import StagedTrunk
 from mmbalance.registry import register_encoder
 
 
@@ -24,7 +24,7 @@ def conv_bn_relu(in_channels: int, out_channels: int, stride: int | tuple[int, i
     )
 
 
-class SmallCNN3dTrunk(nn.Module):
+class SmallCNN3dTrunk(StagedTrunk):
     """``stem`` and four Conv3d-BN-ReLU ``stages``; returns the last (B, C, T', H', W') map."""
 
     def __init__(self, in_channels: int, width: int) -> None:
@@ -42,12 +42,6 @@ class SmallCNN3dTrunk(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv3d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x
 
     @staticmethod
     def checkpoint_key(key: str) -> str:

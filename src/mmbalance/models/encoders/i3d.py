@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.models.encoders.staged import StagedTrunk
 from mmbalance.registry import register_encoder
 
 Triple = tuple[int, int, int]
@@ -131,7 +132,7 @@ class InceptionBlock(nn.Module):
         return torch.cat(branches, dim=1)
 
 
-class InceptionI3dTrunk(nn.Module):
+class InceptionI3dTrunk(StagedTrunk):
     """``stem`` (``Conv3d_1a_7x7``, ``MaxPool3d_2a_3x3``) and four stages up to ``Mixed_5c``."""
 
     def __init__(self, in_channels: int) -> None:
@@ -159,12 +160,6 @@ class InceptionI3dTrunk(nn.Module):
         self.stages = nn.ModuleList([nn.Sequential(stage) for stage in stages])
         self.stage_channels = [192, 480, 832, 1024]
         self.out_channels = channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x
 
     @staticmethod
     def checkpoint_key(key: str) -> str:

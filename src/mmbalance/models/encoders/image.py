@@ -28,6 +28,7 @@ from torch import nn
 
 from mmbalance.errors import ConfigError
 from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD
+from mmbalance.models.encoders.staged import StagedTrunk
 from mmbalance.registry import ENCODERS, register_adapter
 
 IMAGE_KEYS = frozenset({"name", "width", "weights", "mean", "std", "input_size"})
@@ -50,7 +51,7 @@ def load_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     return state
 
 
-class ResNet50Trunk(nn.Module):
+class ResNet50Trunk(StagedTrunk):
     """torchvision's ResNet50 as ``stem`` + four ``stages`` (no pooling, no ``fc``)."""
 
     def __init__(self, weights: str | None) -> None:
@@ -69,12 +70,6 @@ class ResNet50Trunk(nn.Module):
         self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
         self.stage_channels = [256, 512, 1024, 2048]
         self.out_channels = 2048
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x
 
 
 class ImageEncoder(nn.Module):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmbalance.models.encoders.staged import StagedTrunk
 from mmbalance.registry import register_encoder
 
 
@@ -37,7 +38,7 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNetTrunk(nn.Module):
+class ResNetTrunk(StagedTrunk):
     """Stem (7×7/2 conv, 3×3/2 max-pool) and four stages; returns the last feature map.
 
     ``stage_channels[i]`` is the channel count of stage ``i + 1``'s output (for models that
@@ -70,12 +71,6 @@ class ResNetTrunk(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x
 
 
 @register_encoder("resnet18")
