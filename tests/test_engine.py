@@ -140,6 +140,18 @@ def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) 
     assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
+def test_resuming_a_finished_checkpoint_rewrites_every_output(tiny_workspace: Path, tmp_path: Path) -> None:
+    """Snakemake deletes the outputs of a job it interrupts; the last checkpoint must bring them all back."""
+    run_dir = tmp_path / "run"
+    run_train(tiny_workspace, "concat", 0, run_dir)
+    outputs = ("metrics.json", "history.csv", "predictions.npz")
+    before = {name: (run_dir / name).read_bytes() for name in outputs}
+    for name in outputs:
+        (run_dir / name).unlink()
+    run_train(tiny_workspace, "concat", 0, run_dir)
+    assert {name: (run_dir / name).read_bytes() for name in outputs} == before
+
+
 def test_foreign_checkpoint_is_refused(tiny_workspace: Path, tmp_path: Path) -> None:
     run_train(tiny_workspace, "concat", 0, tmp_path / "run")
     (tmp_path / "run" / "metrics.json").unlink()

@@ -238,6 +238,9 @@ class Trainer:
         write_csv(self.run_dir / "history.csv", rows, columns)
 
     def write_outputs(self) -> dict[str, Any]:
+        # History again here: a run killed after its last checkpoint, whose outputs a workflow manager
+        # then deleted, resumes with no epoch left to run and must still leave its history.csv.
+        self.write_history()
         per_head = self.method.select_per_head
         metrics = {
             "dataset": self.cfg["dataset"],
