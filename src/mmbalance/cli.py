@@ -281,8 +281,10 @@ def cmd_methods(args: argparse.Namespace) -> None:
 
 def cmd_datasets(args: argparse.Namespace) -> None:
     for name in DATASETS.names():
-        modalities = ", ".join(f"{m} ({k})" for m, k in DATASETS.get(name).modalities.items())
-        print(f"{name:12} {modalities}")
+        plugin = DATASETS.get(name)
+        modalities = ", ".join(f"{m} ({k})" for m, k in plugin.modalities.items())
+        shared = f"; the raw data of {plugin.raw_from}" if plugin.raw_from else ""
+        print(f"{name:16} {modalities}{shared}")
 
 
 def cmd_encoders(args: argparse.Namespace) -> None:

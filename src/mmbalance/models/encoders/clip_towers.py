@@ -12,11 +12,11 @@ Sizes (``name``):
   projection 64; the image tower takes 64-pixel images in 16-pixel patches, the text tower has
   CLIP's 77 positions and 49,408 tokens.
 
-The papers do not say which CLIP they used; ViT-B/32 is the smallest of OpenAI's released
-models and the one most code bases load. **Feature**: the projected embedding (``image_embeds``,
-``text_embeds``: 512-d for the ViT-B/32 sizes), the space in which CLIP compares images with texts,
-not L2-normalised (the papers do not say which output they took; the method's head sees the
-same vector for every method).
+The papers do not say which CLIP they used; ViT-B/32 is our choice, the CLIP whose checkpoint
+(``openai/clip-vit-base-patch32``) transformers' own CLIP documentation uses. **Feature**: the
+projected embedding (``image_embeds``, ``text_embeds``: 512-d for the ViT-B/32 sizes), the space in
+which CLIP compares images with texts, not L2-normalised (the papers do not say which output they
+took; the method's head sees the same vector for every method).
 
 **Image input**: ``x/255``, then CLIP's mean ``(0.48145466, 0.4578275, 0.40821073)`` and std
 ``(0.26862954, 0.26130258, 0.27577711)`` (``mean``/``std`` override them), then a bilinear resize
