@@ -139,3 +139,14 @@ def test_the_encoders_command_lists_the_clip_names(capsys: pytest.CaptureFixture
     image = next(index for index, line in enumerate(lines) if line.startswith("image "))
     assert lines[image + 1].strip() == "names: resnet50, clip_vit_b32, clip_tiny"
     assert any(line.strip() == "names: bert_base, bert_tiny, clip_b32, clip_tiny" for line in lines)
+
+
+def test_masked_inputs_are_the_mean_colour_and_the_empty_text() -> None:
+    torch.manual_seed(0)
+    image = build_encoder("image", {"name": "clip_tiny"}).eval()
+    text = build_encoder("text", {"name": "clip_tiny"}).eval()
+    blank = image.masked_input(images())
+    assert blank.shape == (2, 3, 64, 64)
+    torch.testing.assert_close(image.images(blank), torch.zeros(2, 3, 64, 64), atol=1e-5, rtol=0)
+    empty = text.masked_input(tokens("a photo of a cat", "x"))
+    assert torch.equal(empty, tokens("", ""))

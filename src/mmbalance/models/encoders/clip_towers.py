@@ -28,6 +28,9 @@ hidden state at the first end token (``<|endoftext|>``, 49407): its ``eos_token_
 49407 also after loading a checkpoint whose config says 2 (older Hugging Face CLIP configs, whose
 tower then takes the largest id instead, the same position for these ids).
 
+**Masked inputs** (AGM's Shapley passes): the image whose normalised value is zero (CLIP's mean
+colour), as for the other encoders, and the empty text (start and end token only).
+
 **Weights**: random initialisation from the sizes (nothing is ever downloaded), unless
 ``weights`` names a folder in Hugging Face format (``config.json`` + ``model.safetensors`` or
 ``pytorch_model.bin``), e.g. a local copy of ``openai/clip-vit-base-patch32``: one CLIP checkpoint
@@ -48,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.data.clip_bpe import CONTEXT, EOT_ID, VOCAB_SIZE
+from mmbalance.data.clip_bpe import CONTEXT, EOT_ID, SOT_ID, VOCAB_SIZE
 from mmbalance.errors import ConfigError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -169,6 +172,11 @@ class ClipImageEncoder(nn.Module):
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         return x
 
+    def masked_input(self, x: torch.Tensor) -> torch.Tensor:
+        """AGM's masked image (:mod:`mmbalance.models.shapley`): the one whose normalised value is zero,
+        CLIP's mean colour."""
+        return (self.mean * 255.0).expand(x.shape).contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tower(pixel_values=self.images(x)).image_embeds
 
@@ -180,6 +188,14 @@ class ClipTextEncoder(nn.Module):
         super().__init__()
         self.tower = tower
         self.out_dim: int = tower.config.projection_dim
+
+    def masked_input(self, x: torch.Tensor) -> torch.Tensor:
+        """AGM's masked text (:mod:`mmbalance.models.shapley`): the empty text, start and end token
+        only (all-zero CLIP tokens would be a masked-out run of ``!`` with no end token to pool at)."""
+        out = torch.zeros_like(x)
+        out[:, 0, 0], out[:, 0, 1] = SOT_ID, EOT_ID
+        out[:, 1, :2] = 1
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.long()
