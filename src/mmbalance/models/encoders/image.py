@@ -106,6 +106,11 @@ class ImageEncoder(nn.Module):
         del batch
         return fmap.mean(dim=(2, 3))
 
+    def masked_input(self, x: torch.Tensor) -> torch.Tensor:
+        """AGM's masked image (:mod:`mmbalance.models.shapley`): the one whose normalised value is zero,
+        this encoder's mean colour (ImageNet's or the preset's per-dataset mean)."""
+        return (self.mean * 255.0).expand(x.shape).contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.trunk(self.images(x)), x.shape[0])
 
