@@ -146,3 +146,13 @@ def test_text_adapter_cls_feature_and_weights(tmp_path: Path) -> None:
         build_encoder("text", {"name": "gpt2"})
     with pytest.raises(ConfigError, match="unknown key 'width'"):
         build_encoder("text", {"name": "bert_tiny", "width": 4})
+
+
+def test_masked_image_is_zero_after_the_encoders_own_normalisation() -> None:
+    """AGM masks an image with the input whose normalised value is zero: the preset's mean colour."""
+    mean, std = [0.42455, 0.44051, 0.47076], [0.24485, 0.24617, 0.25451]
+    encoder = build_encoder("image", {"name": "resnet18", "width": 4, "mean": mean, "std": std})
+    images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    masked = encoder.masked_input(images)
+    assert masked.shape == images.shape
+    assert torch.allclose(encoder.images(masked), torch.zeros(()), atol=1e-6)

@@ -317,9 +317,12 @@ def test_dvc_yaml_matches_params(params):
 
 
 def test_paper_profile_over_every_real_dataset_builds_the_dag(project_with_params, params):
-    """`profile: paper` with every registered dataset: one generate, one extract per dataset and a
-    training run per dataset x method x seed, planned before any data exists (issue 5)."""
+    """`profile: paper` with every registered dataset: one generate per raw data (sarcasm_clip reads
+    sarcasm's), one extract per dataset and a training run per dataset x method x seed, planned
+    before any data exists (issue 5)."""
     real = [d for d in DATASETS.names() if d != "synthav"]
+    raw = {mmcfg.raw_dataset(d) for d in ["synthav", *real]}
+    assert {"sarcasm_clip", "twitter2015_clip"} <= set(real) and len(raw) == len(real) - 1
     edited = copy.deepcopy(params)
     edited["profile"] = "paper"
     edited["experiment"].update(datasets=["synthav", *real], methods=["concat", "ogm_ge"], seeds=[0, 1])
@@ -330,5 +333,21 @@ def test_paper_profile_over_every_real_dataset_builds_the_dag(project_with_param
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
     n = len(real) + 1
-    assert counts["generate"] == n and counts["extract"] == n
+    assert counts["generate"] == len(raw) and counts["extract"] == n
     assert counts["train"] == n * 2 * 2
+
+
+def test_a_dataset_reading_another_raw_data_is_planned_from_it(project_with_params, params):
+    """`sarcasm_clip` alone: its extraction reads sarcasm's raw folder, which one `generate` job of
+    sarcasm makes (the dataset wildcard also admits the raw dataset's name)."""
+    edited = copy.deepcopy(params)
+    edited["experiment"].update(datasets=["sarcasm_clip"], methods=["concat"], seeds=[0])
+    workdir = project_with_params(yaml.safe_dump(edited, sort_keys=False))
+    result = snakemake("--snakefile", REPO / "Snakefile", "--directory", workdir, "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["generate"] == counts["extract"] == counts["train"] == 1
+    raw = mmcfg.raw_dir(edited, "sarcasm_clip")
+    assert raw.parts[:3] == ("data", "raw", "sarcasm")
+    assert f"{raw}/manifest.json" in result.stdout
+    assert "mmbalance generate --params params.yaml --dataset sarcasm " in result.stdout

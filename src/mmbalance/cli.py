@@ -281,18 +281,24 @@ def cmd_methods(args: argparse.Namespace) -> None:
 
 def cmd_datasets(args: argparse.Namespace) -> None:
     for name in DATASETS.names():
-        modalities = ", ".join(f"{m} ({k})" for m, k in DATASETS.get(name).modalities.items())
-        print(f"{name:12} {modalities}")
+        plugin = DATASETS.get(name)
+        modalities = ", ".join(f"{m} ({k})" for m, k in plugin.modalities.items())
+        shared = f"; the raw data of {plugin.raw_from}" if plugin.raw_from else ""
+        print(f"{name:16} {modalities}{shared}")
 
 
 def cmd_encoders(args: argparse.Namespace) -> None:
     for name in ENCODERS.names():
         summary = (ENCODERS.get(name).__doc__ or "").strip().splitlines()[0]
         print(f"{name:12} {summary}")
-    print("adapters (modality kind -> encoder input handling):")
+    print("adapters (modality kind -> encoder input handling; names: the models it builds itself):")
     for kind in ADAPTERS.names():
-        summary = (ADAPTERS.get(kind).__doc__ or "").strip().splitlines()[0]
+        adapter = ADAPTERS.get(kind)
+        summary = (adapter.__doc__ or "").strip().splitlines()[0]
         print(f"{kind:12} {summary}")
+        names = getattr(adapter, "model_names", ())
+        if names:
+            print(f"{'':12}   names: {', '.join(names)}")
 
 
 INFO_COMMANDS = {"methods": cmd_methods, "datasets": cmd_datasets, "encoders": cmd_encoders}

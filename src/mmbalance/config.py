@@ -97,15 +97,21 @@ def validate(params: Any, source: str = "params.yaml") -> None:
         for section in ("features", "train"):
             if dataset not in params[section][profile]:
                 raise ConfigError(f"{source}: missing key '{section}.{profile}.{dataset}'")
-        if dataset not in params["data"]:
-            raise ConfigError(f"{source}: missing key 'data.{dataset}'")
+        if raw_dataset(dataset) not in params["data"]:
+            raise ConfigError(f"{source}: missing key 'data.{raw_dataset(dataset)}'")
     for dataset, data_cfg in params["data"].items():
         plugin = DATASETS.get(dataset)
+        if plugin.raw_from is not None:
+            raise ConfigError(
+                f"{source}: data.{dataset}: {dataset} reads the raw data of {plugin.raw_from}; "
+                f"set data.{plugin.raw_from} instead"
+            )
         if plugin.Config is not None:
             try:
                 typed_options(plugin.Config(), data_cfg, where=f"data.{dataset}")
             except ConfigError as exc:
                 raise ConfigError(f"{source}: {exc}") from exc
+    validate_text_tokenizers(params, source)
     validate_variants(params, source)
     for method in experiment_methods(params, source=source):
         base_method(params, method)
@@ -116,6 +122,28 @@ def validate(params: Any, source: str = "params.yaml") -> None:
             for method in preset.get("methods", {}):
                 METHODS.get(method)
                 method_options({**params, "profile": profile}, method, source=source, dataset=dataset)
+
+
+def validate_text_tokenizers(params: Mapping[str, Any], source: str) -> None:
+    """Every preset's text encoder reads the ids of its text modality's tokenizer: ``clip_*`` encoders
+    ``tokenizer: clip_bpe``, ``bert_*`` encoders WordPiece (the default), in every profile."""
+    from mmbalance.data.kinds.text import DEFAULT_TOKENIZER, tokenizer_for_encoder
+
+    for profile, presets in params["train"].items():
+        for dataset, preset in presets.items():
+            features = params["features"].get(profile, {}).get(dataset)
+            if dataset not in DATASETS or not isinstance(features, Mapping):
+                continue
+            for modality, kind in DATASETS.get(dataset).modalities.items():
+                encoder = preset["encoders"].get(modality, {}).get("name")
+                wanted = tokenizer_for_encoder(encoder) if kind == "text" and encoder else None
+                stored = (features.get(modality) or {}).get("tokenizer", DEFAULT_TOKENIZER)
+                if wanted is not None and wanted != stored:
+                    raise ConfigError(
+                        f"{source}: train.{profile}.{dataset}.encoders.{modality}.name: {encoder} reads "
+                        f"{wanted} ids, but features.{profile}.{dataset}.{modality}.tokenizer is "
+                        f"{stored}; make them match"
+                    )
 
 
 def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -> list[str]:
@@ -258,8 +286,14 @@ def _dataset_block(section: Mapping[str, Any], dataset: str, key: str) -> dict[s
     return copy.deepcopy(section[dataset])
 
 
+def raw_dataset(dataset: str) -> str:
+    """The dataset whose raw data ``dataset`` reads: its ``raw_from`` (``sarcasm_clip`` → ``sarcasm``),
+    or itself. That dataset's ``data`` block, data id and raw folder are ``dataset``'s."""
+    return DATASETS.get(dataset).raw_from or dataset
+
+
 def data_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    return _dataset_block(params["data"], dataset, "data")
+    return _dataset_block(params["data"], raw_dataset(dataset), "data")
 
 
 def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
@@ -280,9 +314,11 @@ def data_id(params: Mapping[str, Any], dataset: str) -> str:
     """Identifies the raw data: a hash of the dataset's data block and the package version.
 
     The version enters every id (data, features, runs), so a release that changes what the code
-    produces moves every output to new paths instead of leaving stale ones that look current.
+    produces moves every output to new paths instead of leaving stale ones that look current. A
+    dataset that reads another's raw data (:func:`raw_dataset`) has that dataset's data id.
     """
-    return short_hash({"dataset": dataset, "data": data_config(params, dataset), "version": __version__})
+    source = raw_dataset(dataset)
+    return short_hash({"dataset": source, "data": data_config(params, source), "version": __version__})
 
 
 def feature_id(params: Mapping[str, Any], dataset: str) -> str:
@@ -293,7 +329,8 @@ def feature_id(params: Mapping[str, Any], dataset: str) -> str:
 
 
 def raw_dir(params: Mapping[str, Any], dataset: str) -> Path:
-    return Path(params["paths"]["data"]) / "raw" / dataset / data_id(params, dataset)
+    """``<paths.data>/raw/<raw dataset>/<data id>``: shared by the datasets that read the same raw data."""
+    return Path(params["paths"]["data"]) / "raw" / raw_dataset(dataset) / data_id(params, dataset)
 
 
 def feature_dir(params: Mapping[str, Any], dataset: str) -> Path:

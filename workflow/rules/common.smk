@@ -42,6 +42,9 @@ if config != mmcfg.read_yaml(PARAMS_FILE):
     )
 
 DATASETS = config["experiment"]["datasets"]
+# The datasets whose raw data is generated: a dataset that reads another's (sarcasm_clip reads
+# sarcasm's) has that dataset's raw folder, so one `generate` job serves both.
+RAW_DATASETS = sorted({mmcfg.raw_dataset(dataset) for dataset in DATASETS})
 METHODS = mmcfg.experiment_methods(config)
 SEEDS = config["experiment"]["seeds"]
 DATA = config["paths"]["data"]
@@ -61,7 +64,7 @@ TRAIN_RESOURCES = {
 
 
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset="|".join(sorted(set(DATASETS) | set(RAW_DATASETS))),
     method="|".join(METHODS),
     seed=r"\d+",
     data_id=HASH,

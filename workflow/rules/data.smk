@@ -1,6 +1,7 @@
 # Stage 1: raw data. `mmbalance generate` writes the raw files of one dataset into
 # <paths.data>/raw/<dataset>/<data_id>/ and its manifest.json last, so the manifest marks
-# a complete download or generation.
+# a complete download or generation. A dataset that reads another's raw data (sarcasm_clip)
+# needs that dataset's folder, so {dataset} here is the one whose raw data it is.
 
 
 rule generate:

@@ -195,8 +195,8 @@ def extract(
             )
     tasks = {split: _tasks(items, raw_dir, hashes, raw_manifest_path) for split, items in splits.items()}
 
-    for kind in sorted(set(plugin.modalities.values())):
-        KINDS.get(kind)().preload()
+    for kind, modality_cfg in specs.values():
+        KINDS.get(kind)().preload(modality_cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=out_dir))
     try:

@@ -14,7 +14,10 @@ def generate(
 ) -> Path:
     """Prepare ``dataset`` in ``out_dir`` with the settings ``data_cfg`` (``data.<dataset>`` of params).
 
-    Returns the path of the raw manifest, which is written last, so its presence marks a complete
-    folder. ``workers`` processes share the work; the output does not depend on their number.
+    A dataset that reads another's raw data (``raw_from``) prepares that dataset's files, exactly as
+    generating that dataset would. Returns the path of the raw manifest, which is written last, so
+    its presence marks a complete folder. ``workers`` processes share the work; the output does not
+    depend on their number.
     """
-    return DATASETS.get(dataset)().prepare(data_cfg, Path(out_dir), max(1, int(workers)), progress)
+    source = DATASETS.get(dataset).raw_from or dataset
+    return DATASETS.get(source)().prepare(data_cfg, Path(out_dir), max(1, int(workers)), progress)

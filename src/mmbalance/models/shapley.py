@@ -21,7 +21,8 @@ without autograd; ``True`` lets gradients flow through them too.
 A masked input is the stored input whose *normalised* value is zero, as the repo's ``zeros_like``
 on its already-normalised tensors: zeros for spectrograms, the ImageNet mean colour for frames; an
 encoder with its own normalisation options says which input that is (``masked_input``: the clip
-encoder's ImageNet mean colour, 0 for ``unit``, 127.5 for ``flow``).
+encoder's ImageNet mean colour, 0 for ``unit``, 127.5 for ``flow``; CLIP's image tower its mean
+colour, CLIP's text tower the empty text, whose tokens have no zero).
 Eval-mode passes treat samples independently, so each masked modality is encoded once (one sample)
 and each real input once, then the fusion combines them per coalition (the same values as the
 repo's separate full passes, with fewer encoder calls).

