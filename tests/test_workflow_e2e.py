@@ -28,6 +28,7 @@ import yaml
 
 from mmbalance import config as mmcfg
 from tests.conftest import TINY_OVERRIDES
+from tests.test_workflow import job_counts
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +130,21 @@ def test_snakemake_builds_tables_figures_and_report(project):
     assert f"{DATASET}_main.csv" in report and f"{DATASET}_modality_curves.png" in report
 
     assert "Nothing to be done" in sh(BIN / "snakemake", "--dry-run", cwd=project)
+
+
+def test_editing_a_layout_or_published_number_rebuilds_only_the_tables(project):
+    """The report package's files (layouts, published numbers) are inputs of the tables rule."""
+    import mmbalance.report
+
+    package = Path(mmbalance.report.__file__).parent
+    for edited in (package / "layouts" / "lfm_table1.yaml", package / "paper_numbers" / "README.md"):
+        before = edited.stat()
+        try:
+            os.utime(edited)  # as an edit would: newer than the tables
+            counts = job_counts(sh(BIN / "snakemake", "--dry-run", cwd=project))
+        finally:
+            os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert counts == {"default": 1, "tables": 1, "total": 2}, (edited, counts)
 
 
 def test_dvc_round_trip_retrains_only_what_changed(project):

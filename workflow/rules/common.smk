@@ -4,11 +4,13 @@
 # `mmbalance` CLI writes with, so the workflow and the CLI cannot disagree about a path.
 
 import itertools
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 import mmbalance.config as mmcfg
+import mmbalance.report
 from mmbalance.cli import summary_path
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import DATASETS as DATASET_REGISTRY
@@ -40,6 +42,15 @@ if config != mmcfg.read_yaml(PARAMS_FILE):
         "--config/--configfile overrides are not passed on to it (only --config container=... is); "
         f"edit {PARAMS_FILE} instead (DVC tracks the same file)"
     )
+
+# The tables' own sources: the report code, its layouts, the published numbers and the dataset
+# labels. They are inputs of the tables rule, so editing a layout or a published number rebuilds
+# the tables (DVC's tables stage depends on the same folder).
+REPORT_SOURCES = sorted(
+    str(path)
+    for path in Path(mmbalance.report.__file__).parent.rglob("*")
+    if path.is_file() and "__pycache__" not in path.parts
+)
 
 DATASETS = config["experiment"]["datasets"]
 # The datasets whose raw data is generated: a dataset that reads another's (sarcasm_clip reads

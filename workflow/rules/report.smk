@@ -28,6 +28,7 @@ rule tables:
     input:
         summaries=[summary_csv(dataset) for dataset in DATASETS],
         histories=run_files("history.csv"),
+        sources=REPORT_SOURCES,
     output:
         main_csv=report(
             table_files("csv"),
