@@ -140,7 +140,8 @@ def test_editing_a_layout_or_published_number_rebuilds_only_the_tables(project):
     import mmbalance.report
 
     package = Path(mmbalance.report.__file__).parent
-    for edited in (package / "layouts" / "lfm_table1.yaml", package / "paper_numbers" / "lfm_table1_main_comparison.csv"):
+    layout = package / "layouts" / "lfm_table1.yaml"
+    for edited in (layout, package / "paper_numbers" / "lfm_table1_main_comparison.csv"):
         before, text = edited.stat(), edited.read_bytes()
         try:
             edited.write_bytes(text + b"\n")

@@ -26,6 +26,28 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class NormalisedImages(nn.Module):
+    """Base of the image encoders: uint8 RGB pixels → ``(x/255 − mean)/std`` (0-1 scale, per channel),
+    and AGM's masked image, the one whose normalised value is zero (the mean colour)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer(
+            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) uint8 → float, normalised with the encoder's mean and std."""
+        return (x.float().div(255.0) - self.mean) / self.std
+
+    def masked_input(self, x: torch.Tensor) -> torch.Tensor:
+        """AGM's masked image (:mod:`mmbalance.models.shapley`): zero after normalisation, the mean colour."""
+        return (self.mean * 255.0).expand(x.shape).contiguous()
+
+
 class SpectrogramEncoder(nn.Module):
     """A (B, F, T) spectrogram → (B, D) feature."""
 

@@ -53,6 +53,7 @@ from torch import nn
 
 from mmbalance.data.clip_bpe import CONTEXT, EOT_ID, SOT_ID, VOCAB_SIZE
 from mmbalance.errors import ConfigError
+from mmbalance.models.encoders.adapters import NormalisedImages
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -149,33 +150,22 @@ def load_tower(model_class: type, config_class: type, name: str, sizes: dict[str
     return model
 
 
-class ClipImageEncoder(nn.Module):
-    """A (B, 3, H, W) uint8 image → (B, projection) CLIP image embedding."""
+class ClipImageEncoder(NormalisedImages):
+    """A (B, 3, H, W) uint8 image → (B, projection) CLIP image embedding (masked: CLIP's mean colour)."""
 
     def __init__(self, tower: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
+        super().__init__(mean, std)
         self.tower = tower
         size = tower.config.image_size
         self.input_size = (size, size)
         self.out_dim: int = tower.config.projection_dim
-        self.register_buffer(
-            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 → float, CLIP-normalised, resized to the tower's input size if needed."""
-        x = (x.float().div(255.0) - self.mean) / self.std
+        x = self.normalise(x)
         if tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         return x
-
-    def masked_input(self, x: torch.Tensor) -> torch.Tensor:
-        """AGM's masked image (:mod:`mmbalance.models.shapley`): the one whose normalised value is zero,
-        CLIP's mean colour."""
-        return (self.mean * 255.0).expand(x.shape).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.tower(pixel_values=self.images(x)).image_embeds

@@ -31,7 +31,7 @@ import torchvision
 from torch import nn
 
 from mmbalance.errors import ConfigError
-from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD
+from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD, NormalisedImages
 from mmbalance.models.encoders.clip_towers import CLIP_MEAN, CLIP_STD, IMAGE_SIZES, clip_image_encoder
 from mmbalance.models.encoders.staged import StagedTrunk
 from mmbalance.registry import ENCODERS, register_adapter
@@ -77,26 +77,20 @@ class ResNet50Trunk(StagedTrunk):
         self.out_channels = 2048
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(NormalisedImages):
     """A (B, 3, H, W) uint8 image → (B, D) feature."""
 
     def __init__(
         self, trunk: nn.Module, mean: Sequence[float], std: Sequence[float], input_size: Sequence[int] | None
     ) -> None:
-        super().__init__()
+        super().__init__(mean, std)
         self.trunk = trunk
         self.input_size = tuple(input_size) if input_size else None
         self.out_dim: int = trunk.out_channels
-        self.register_buffer(
-            "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
-        self.register_buffer(
-            "std", torch.tensor(list(std), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
-        )
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 → float, normalised, resized to ``input_size`` when set."""
-        x = (x.float().div(255.0) - self.mean) / self.std
+        x = self.normalise(x)
         if self.input_size is not None:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         return x
@@ -105,11 +99,6 @@ class ImageEncoder(nn.Module):
         """(B, C, h, w) → (B, C): global average over space."""
         del batch
         return fmap.mean(dim=(2, 3))
-
-    def masked_input(self, x: torch.Tensor) -> torch.Tensor:
-        """AGM's masked image (:mod:`mmbalance.models.shapley`): the one whose normalised value is zero,
-        this encoder's mean colour (ImageNet's or the preset's per-dataset mean)."""
-        return (self.mean * 255.0).expand(x.shape).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.trunk(self.images(x)), x.shape[0])
