@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mmbalance.errors import DataError, MMBalanceError
 from mmbalance.report.aggregate import SUMMARY_COLUMNS, aggregate, read_summary
@@ -347,6 +348,23 @@ def test_history_column_figure(tmp_path: Path) -> None:
     assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(DataError, match="no 'beta' column"):
         plot_history_columns({"lfm_lb": (files, "beta")}, tmp_path / "beta", "β", "β")
+
+
+def test_many_history_lines_stay_distinguishable(tmp_path: Path) -> None:
+    """17 LFM presets on one α figure: no two lines share colour and style; the legend goes beside
+    the axes (a wider figure) instead of over the curves."""
+    from mmbalance.report.figures import LEGEND_INSIDE, line_styles, plot_history_columns
+
+    for n in (2, 10, 17, 40):
+        assert len(set(line_styles(n))) == n
+    path = tmp_path / "seed0.csv"
+    path.write_text("epoch,alpha\n0,1.0\n1,0.5\n")
+    few = plot_history_columns(
+        {f"m{i}": ([path], "alpha") for i in range(LEGEND_INSIDE)}, tmp_path / "few", "α", "α"
+    )
+    many = plot_history_columns({f"m{i}": ([path], "alpha") for i in range(17)}, tmp_path / "many", "α", "α")
+    width = {name: Image.open(paths[0]).size[0] for name, paths in (("few", few), ("many", many))}
+    assert width["many"] > width["few"]
 
 
 def test_curve_figures_follow_the_methods_declarations() -> None:

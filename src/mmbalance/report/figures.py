@@ -20,6 +20,9 @@ from mmbalance.io import atomic_path
 
 DPI = 150
 MAX_COLUMNS = 3
+LEGEND_INSIDE = 6
+"""Most lines a one-panel figure keeps its legend inside the axes for; more go to the right of it."""
+LINE_STYLES = ("-", "--", "-.", ":")
 # Metadata that would make two renders of the same data differ byte for byte.
 _NO_TIMESTAMP = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
@@ -111,24 +114,28 @@ def plot_history_columns(
     if not lines:
         raise MMBalanceError(f"{out_path}: no lines to plot")
     fig, axes = _new_figure(out_path, formats, 1)
-    fig.set_size_inches(6.4, 4.2)
+    outside = len(lines) > LEGEND_INSIDE
+    fig.set_size_inches(6.4 + (2.8 if outside else 0.0), 4.2)
     ax = axes[0]
-    for index, (label, (files, column)) in enumerate(lines.items()):
+    for (label, (files, column)), (colour, style) in zip(lines.items(), line_styles(len(lines)), strict=True):
         curves = [_read_columns(path, {"value": column}) for path in files]
         missing = [str(p) for p, curve in zip(files, curves, strict=True) if "value" not in curve]
         if missing:
             raise DataError(f"{', '.join(missing)}: no '{column}' column")
         if not curves:
-            ax.plot([], [], color=f"C{index}", label=f"{label} (not run)")
+            ax.plot([], [], color=colour, linestyle=style, label=f"{label} (not run)")
             continue
         epochs, mean, std = _seed_stats(curves, "value", ddof)
-        ax.plot(epochs, mean, color=f"C{index}", label=label, linewidth=1.4)
-        ax.fill_between(epochs, mean - std, mean + std, color=f"C{index}", alpha=0.2, lw=0)
+        ax.plot(epochs, mean, color=colour, linestyle=style, label=label, linewidth=1.4)
+        ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if outside:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=8)
     fig.suptitle(f"{title}\n(mean ± std over seeds)", fontsize=11)
     fig.tight_layout()
     return _save(fig, out_path, formats)
@@ -271,6 +278,18 @@ def _colours(n: int) -> list[Any]:
     if n <= 10:
         return [f"C{i}" for i in range(n)]
     return [colormaps["tab20"](i % 20) for i in range(n)]
+
+
+def line_styles(n: int) -> list[tuple[Any, str]]:
+    """(colour, line style) of ``n`` lines, no two alike up to 40: :func:`_colours`, solid up to 10
+    lines; beyond, tab20's dark and light shade of a hue are solid and dashed, and lines 21–40 repeat
+    the colours dash-dotted and dotted."""
+    if n <= 10:
+        return [(colour, "-") for colour in _colours(n)]
+    return [
+        (colour, LINE_STYLES[(i % 2 + 2 * (i // 20)) % len(LINE_STYLES)])
+        for i, colour in enumerate(_colours(n))
+    ]
 
 
 _SINGULAR = re.compile(r"^sv_(?P<modality>.+)_(?P<layer>[^_]+)_max$")
