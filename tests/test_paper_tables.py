@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from mmbalance import config as mmcfg
 from mmbalance.errors import ConfigError, DataError
@@ -336,6 +337,10 @@ def test_gap_and_singular_value_figures(tmp_path: Path, results: Results) -> Non
     assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[1].read_bytes()[:5] == b"%PDF-"
     written = plot_singular_values(histories, tmp_path / "sv", ("png",))
     assert written[0].stat().st_size > 1000
+    # A row of panels per method that logs singular values (concat does not), a column per layer.
+    twice = plot_singular_values(histories | {"mie_code": histories["mie"]}, tmp_path / "sv2", ("png",))
+    one, two = (Image.open(paths[0]).size for paths in (written, twice))
+    assert two[0] == one[0] and two[1] > 1.8 * one[1]
     assert plot_singular_values({"concat": []}, tmp_path / "none", ("png",))[0].is_file()
 
 

@@ -67,8 +67,12 @@ def _seed_stats(curves: Sequence[Mapping[str, np.ndarray]], head: str, ddof: int
     return epochs, mean, np.sqrt(var)
 
 
-def _new_figure(out_path: Path, formats: Sequence[str], n_panels: int) -> tuple[Figure, np.ndarray]:
-    n_columns = min(MAX_COLUMNS, n_panels)
+def _new_figure(
+    out_path: Path, formats: Sequence[str], n_panels: int, columns: int | None = None
+) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n_panels`` axes, ``columns`` per row (at most :data:`MAX_COLUMNS` by default),
+    returned flat in reading order."""
+    n_columns = columns or min(MAX_COLUMNS, n_panels)
     n_rows = math.ceil(n_panels / n_columns)
     fig = Figure(figsize=(4.2 * n_columns, 3.3 * n_rows), dpi=DPI)
     canvas = FigureCanvasAgg(fig)
@@ -312,11 +316,12 @@ def plot_singular_values(
     *,
     ddof: int = 1,
 ) -> list[Path]:
-    """MIE's singular values (MIE Tables 5 and 7) at each stage end, one panel per head layer.
+    """MIE's singular values (MIE Tables 5 and 7) at each stage end: a row of panels per method that
+    logs them (``mie`` and its variants), a column per head layer.
 
-    Every method whose ``history.csv`` has ``sv_<modality>_<layer>_max`` / ``_mean`` columns gets a line
-    per modality: the largest singular value (solid) and the average (dashed), mean over seeds, on a
-    log scale. Without any such column the figure says so (no MIE run yet).
+    Each panel has a colour per modality (the same in every panel): the largest singular value
+    (solid) and the average (dashed), mean over seeds, on a log scale shared by all panels. Without
+    any ``sv_<modality>_<layer>_max`` column the figure says so (no MIE run yet).
 
     Raises:
         DataError: a history file is missing or corrupt, or only some seeds of a method log a column.
@@ -326,45 +331,43 @@ def plot_singular_values(
         method: sorted({column for path in files for column in _singular_columns(path)})
         for method, files in history_files.items()
     }
+    found = {method: columns for method, columns in found.items() if columns}
     layers = sorted({layer for columns in found.values() for _, layer in columns})
-    fig, axes = _new_figure(out_path, formats, max(1, len(layers)))
     if not layers:
+        fig, axes = _new_figure(out_path, formats, 1)
         axes[0].text(0.5, 0.5, "no singular values logged\n(mie runs log them at stage ends)", ha="center",
                      va="center", transform=axes[0].transAxes, color="grey")  # fmt: skip
         axes[0].set_axis_off()
-    lines = [
-        (method, modality)
-        for method, columns in found.items()
-        for modality in dict.fromkeys(m for m, _ in columns)
-    ]
-    colours = dict(zip(lines, _colours(len(lines)), strict=True))
-    for ax, layer in zip(axes, layers, strict=False):
-        for (method, modality), colour in colours.items():
-            if (modality, layer) not in found[method]:
-                continue
-            for stat, style in (("max", "-"), ("mean", "--")):
-                column = f"sv_{modality}_{layer}_{stat}"
-                files = history_files[method]
-                curves = [_read_columns(path, {"value": column}) for path in files]
-                missing = [str(p) for p, curve in zip(files, curves, strict=True) if "value" not in curve]
-                if missing:
-                    raise DataError(f"{', '.join(missing)}: no '{column}' column, which other seeds have")
-                epochs, mean, _ = _seed_stats(curves, "value", ddof)
-                logged = np.isfinite(mean)
-                label = f"{method} {modality} ({'max' if stat == 'max' else 'average'})"
-                ax.plot(
-                    epochs[logged], mean[logged], style, marker="o", markersize=3, color=colour, label=label
-                )
-        ax.set_title(f"head Linear '{layer}'", fontsize=10)
-        ax.set_yscale("log")
+        fig.tight_layout()
+        return _save(fig, out_path, formats)
+    modalities = list(dict.fromkeys(m for columns in found.values() for m, _ in columns))
+    colours = dict(zip(modalities, _colours(len(modalities)), strict=True))
+    fig, grid = _new_figure(out_path, formats, len(found) * len(layers), columns=len(layers))
+    grid = grid.reshape(len(found), len(layers))
+    for row, (method, columns) in zip(grid, found.items(), strict=True):
+        for ax, layer in zip(row, layers, strict=True):
+            for modality in modalities:
+                if (modality, layer) not in columns:
+                    continue
+                for stat, style, name in (("max", "-", "max"), ("mean", "--", "average")):
+                    column = f"sv_{modality}_{layer}_{stat}"
+                    files = history_files[method]
+                    curves = [_read_columns(path, {"value": column}) for path in files]
+                    missing = [str(p) for p, curve in zip(files, curves, strict=True) if "value" not in curve]
+                    if missing:
+                        raise DataError(f"{', '.join(missing)}: no '{column}' column, which other seeds have")
+                    epochs, mean, _ = _seed_stats(curves, "value", ddof)
+                    logged = np.isfinite(mean)
+                    ax.plot(epochs[logged], mean[logged], style, marker="o", markersize=3,
+                            color=colours[modality], label=f"{modality} ({name})")  # fmt: skip
+            ax.set_title(f"{method}: head Linear '{layer}'", fontsize=9)
+            ax.set_yscale("log")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("singular value")
+    for ax in grid[-1]:
         ax.set_xlabel("epoch (stage ends)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    if layers:
-        axes[0].set_ylabel("singular value")
-        axes[0].legend(fontsize=6)
-    for ax in axes[max(1, len(layers)) :]:
-        ax.set_visible(False)
+    grid[0, -1].legend(fontsize=7)
     fig.suptitle("MIE: singular values of each head layer's input statistic (mean over seeds)", fontsize=11)
     fig.tight_layout()
     return _save(fig, out_path, formats)
