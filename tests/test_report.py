@@ -375,3 +375,19 @@ def test_curve_figures_follow_the_methods_declarations() -> None:
     assert figures["alpha"].lines == {"lfm_h": ("lfm_h", "alpha"), "lfm_lb": ("lfm_lb", "alpha")}
     assert figures["classifiers"].lines["aug: video"] == ("aug", "classifiers_video")
     assert curve_figures({}, ["concat", "sum"], ["audio", "video"]) == []
+
+
+@pytest.mark.parametrize("n_panels", [1, 3, 60])
+def test_figure_title_sits_above_every_panel(tmp_path: Path, n_panels: int) -> None:
+    """A tall grid (62 runs, one panel each) kept its title inside the first row of panels."""
+    from mmbalance.report.figures import _new_figure, _title_and_layout
+
+    fig, axes = _new_figure(tmp_path / "f", ("png",), n_panels)
+    for ax in axes:
+        ax.set_title("a method (3 seeds)")
+    _title_and_layout(fig, "Test accuracy per head\n(mean ± std over seeds)")
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    top_of_panels = max(ax.get_tightbbox(renderer).y1 for ax in axes)
+    assert title.y0 >= top_of_panels
+    assert title.y1 <= fig.bbox.y1

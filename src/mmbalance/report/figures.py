@@ -23,6 +23,8 @@ MAX_COLUMNS = 3
 LEGEND_INSIDE = 6
 """Most lines a one-panel figure keeps its legend inside the axes for; more go to the right of it."""
 LINE_STYLES = ("-", "--", "-.", ":")
+TITLE_LINE, TITLE_PAD = 0.22, 0.2
+"""Height in inches of a line of a figure's title, and the margin around the title."""
 # Metadata that would make two renders of the same data differ byte for byte.
 _NO_TIMESTAMP = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
@@ -80,6 +82,15 @@ def _new_figure(
     if unsupported:
         raise MMBalanceError(f"{out_path}: unsupported figure format(s) {sorted(unsupported)}")
     return fig, fig.subplots(n_rows, n_columns, squeeze=False, sharey=True).ravel()
+
+
+def _title_and_layout(fig: Figure, title: str) -> None:
+    """The figure's title in a band of fixed height at the top (whatever the figure's height: a
+    fraction-placed title lands inside the first row of a tall grid), the panels laid out below it."""
+    height = fig.get_size_inches()[1]
+    band = TITLE_PAD + TITLE_LINE * (title.count("\n") + 1)
+    fig.suptitle(title, fontsize=11, y=1.0 - 0.5 * TITLE_PAD / height, va="top")
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - band / height))
 
 
 def _save(fig: Figure, out_path: Path, formats: Sequence[str]) -> list[Path]:
@@ -140,8 +151,7 @@ def plot_history_columns(
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     else:
         ax.legend(fontsize=8)
-    fig.suptitle(f"{title}\n(mean ± std over seeds)", fontsize=11)
-    fig.tight_layout()
+    _title_and_layout(fig, f"{title}\n(mean ± std over seeds)")
     return _save(fig, out_path, formats)
 
 
@@ -212,8 +222,7 @@ def plot_modality_curves(
         ax.set_visible(False)
     for ax in axes[::n_columns]:
         ax.set_ylabel("test accuracy (%)")
-    fig.suptitle("Test accuracy per head (mean ± std over seeds)", fontsize=11)
-    fig.tight_layout()
+    _title_and_layout(fig, "Test accuracy per head (mean ± std over seeds)")
     return _save(fig, out_path, formats)
 
 
@@ -270,10 +279,9 @@ def plot_modality_gap(
         ax.set_visible(False)
     for ax in axes[::n_columns]:
         ax.set_ylabel("gap (accuracy points)")
-    fig.suptitle(
-        "Modality performance gap: best − worst modality head on test (mean ± std over seeds)", fontsize=11
+    _title_and_layout(
+        fig, "Modality performance gap: best − worst modality head on test (mean ± std over seeds)"
     )
-    fig.tight_layout()
     return _save(fig, out_path, formats)
 
 
@@ -368,6 +376,5 @@ def plot_singular_values(
     for ax in grid[-1]:
         ax.set_xlabel("epoch (stage ends)")
     grid[0, -1].legend(fontsize=7)
-    fig.suptitle("MIE: singular values of each head layer's input statistic (mean over seeds)", fontsize=11)
-    fig.tight_layout()
+    _title_and_layout(fig, "MIE: singular values of each head layer's input statistic (mean over seeds)")
     return _save(fig, out_path, formats)
