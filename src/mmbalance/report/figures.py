@@ -23,8 +23,8 @@ MAX_COLUMNS = 3
 LEGEND_INSIDE = 6
 """Most lines a one-panel figure keeps its legend inside the axes for; more go to the right of it."""
 LINE_STYLES = ("-", "--", "-.", ":")
-TITLE_LINE, TITLE_PAD = 0.22, 0.2
-"""Height in inches of a line of a figure's title, and the margin around the title."""
+TITLE_PAD = 0.1
+"""Inches between the top edge of a figure and its title."""
 # Metadata that would make two renders of the same data differ byte for byte.
 _NO_TIMESTAMP = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
@@ -85,12 +85,11 @@ def _new_figure(
 
 
 def _title_and_layout(fig: Figure, title: str) -> None:
-    """The figure's title in a band of fixed height at the top (whatever the figure's height: a
-    fraction-placed title lands inside the first row of a tall grid), the panels laid out below it."""
-    height = fig.get_size_inches()[1]
-    band = TITLE_PAD + TITLE_LINE * (title.count("\n") + 1)
-    fig.suptitle(title, fontsize=11, y=1.0 - 0.5 * TITLE_PAD / height, va="top")
-    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - band / height))
+    """The figure's title a fixed distance below the top edge, whatever the figure's height (at the
+    default fraction of the height it lands inside the first row of a tall grid); ``tight_layout``
+    then lays the panels out below it."""
+    fig.suptitle(title, fontsize=11, y=1.0 - TITLE_PAD / fig.get_size_inches()[1], va="top")
+    fig.tight_layout()
 
 
 def _save(fig: Figure, out_path: Path, formats: Sequence[str]) -> list[Path]:
