@@ -20,7 +20,7 @@ from mmbalance.methods.agm import (
     unimodal_score,
 )
 from mmbalance.methods.base import Context, ModelSpec
-from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD
+from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD, build_encoder
 from mmbalance.models.shapley import masked_input, shapley_outputs
 from tests.conftest import make_batch
 from tests.resume_check import train_killed_and_resumed
@@ -53,10 +53,14 @@ def test_two_modality_outputs_match_the_repo_formula_and_sum_to_f(
         assert model.training == training  # the masked passes restore the caller's mode
         model.eval()
         no_audio = model.fusion(
-            model.encode(with_input(batch, "audio", masked_input("spectrogram", batch.inputs["audio"])))
+            model.encode(
+                with_input(batch, "audio", masked_input(model.encoders["audio"], batch.inputs["audio"]))
+            )
         )
         no_video = model.fusion(
-            model.encode(with_input(batch, "video", masked_input("frames", batch.inputs["video"])))
+            model.encode(
+                with_input(batch, "video", masked_input(model.encoders["video"], batch.inputs["video"]))
+            )
         )
     f = out.fused
     assert torch.allclose(out.modality["audio"], 0.5 * (f - no_audio.fused + no_video.fused), atol=1e-5)
@@ -65,14 +69,17 @@ def test_two_modality_outputs_match_the_repo_formula_and_sum_to_f(
 
 
 def test_masked_frames_are_zero_after_normalisation() -> None:
+    frames = build_encoder("frames", {"name": "resnet18", "width": 4})
     clip = torch.randint(0, 256, (2, 3, 3, 4, 4), dtype=torch.uint8)
-    masked = masked_input("frames", clip).float() / 255.0
+    masked = masked_input(frames, clip)
+    assert masked.shape == clip.shape
     mean, std = (
         torch.tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1),
         torch.tensor(IMAGENET_STD).view(1, 1, 3, 1, 1),
     )
-    assert torch.allclose((masked - mean) / std, torch.zeros(()), atol=1e-6)
-    assert torch.equal(masked_input("spectrogram", torch.ones(2, 3)), torch.zeros(2, 3))
+    assert torch.allclose((masked / 255.0 - mean) / std, torch.zeros(()), atol=1e-6)
+    spectrogram = build_encoder("spectrogram", {"name": "resnet18", "width": 4})
+    assert torch.equal(masked_input(spectrogram, torch.ones(2, 3)), torch.zeros(2, 3))
 
 
 def test_three_modality_shapley_outputs_match_balancebenchmark_weights() -> None:

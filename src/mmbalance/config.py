@@ -127,7 +127,8 @@ def validate(params: Any, source: str = "params.yaml") -> None:
 def validate_text_tokenizers(params: Mapping[str, Any], source: str) -> None:
     """Every preset's text encoder reads the ids of its text modality's tokenizer: ``clip_*`` encoders
     ``tokenizer: clip_bpe``, ``bert_*`` encoders WordPiece (the default), in every profile."""
-    from mmbalance.data.kinds.text import DEFAULT_TOKENIZER, tokenizer_for_encoder
+    from mmbalance.data.kinds.text import DEFAULT_TOKENIZER
+    from mmbalance.models.encoders.text import TOKENIZER_OF
 
     for profile, presets in params["train"].items():
         for dataset, preset in presets.items():
@@ -136,7 +137,7 @@ def validate_text_tokenizers(params: Mapping[str, Any], source: str) -> None:
                 continue
             for modality, kind in DATASETS.get(dataset).modalities.items():
                 encoder = preset["encoders"].get(modality, {}).get("name")
-                wanted = tokenizer_for_encoder(encoder) if kind == "text" and encoder else None
+                wanted = TOKENIZER_OF.get(encoder) if kind == "text" else None
                 stored = (features.get(modality) or {}).get("tokenizer", DEFAULT_TOKENIZER)
                 if wanted is not None and wanted != stored:
                     raise ConfigError(

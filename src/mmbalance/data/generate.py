@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mmbalance.config import raw_dataset
 from mmbalance.registry import DATASETS
 
 
@@ -19,5 +20,6 @@ def generate(
     its presence marks a complete folder. ``workers`` processes share the work; the output does not
     depend on their number.
     """
-    source = DATASETS.get(dataset).raw_from or dataset
-    return DATASETS.get(source)().prepare(data_cfg, Path(out_dir), max(1, int(workers)), progress)
+    return DATASETS.get(raw_dataset(dataset))().prepare(
+        data_cfg, Path(out_dir), max(1, int(workers)), progress
+    )

@@ -113,9 +113,7 @@ class AGM(Method):
         base = build_model(
             self.spec.modalities, self.spec.encoders, self.options.fusion, self.spec.num_classes
         )
-        return ShapleyModel(
-            dict(base.encoders), base.fusion, self.spec.modalities, self.options.masked_gradients
-        )
+        return ShapleyModel(dict(base.encoders), base.fusion, self.options.masked_gradients)
 
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
         opts, y = self.options, batch.labels

