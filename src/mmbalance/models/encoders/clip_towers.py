@@ -211,7 +211,7 @@ def build_text_tower(name: str, weights: str | None) -> nn.Module:
     if weights:
         tower = load_tower(CLIPTextModelWithProjection, CLIPTextConfig, name, sizes, weights)
     else:
-        config = CLIPTextConfig(**sizes, bos_token_id=49406, eos_token_id=EOT_ID)
+        config = CLIPTextConfig(**sizes, bos_token_id=SOT_ID, eos_token_id=EOT_ID)
         tower = CLIPTextModelWithProjection(config)
     tower.config.eos_token_id = EOT_ID
     tower.text_model.eos_token_id = EOT_ID
