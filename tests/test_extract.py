@@ -141,3 +141,37 @@ def test_feature_config_is_checked(raw: Path, tmp_path: Path) -> None:
         extract("synthav", raw, {"audio": FEATURES["audio"], "video": {"frames": 3, "size": 16}}, tmp_path)
     with pytest.raises(ConfigError, match="nope"):
         extract("synthav", raw, {**FEATURES, "audio": {"frontend": "nope", "seconds": 3.0}}, tmp_path)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (7, 40), (257, 1), (256, 299)])
+def test_pooled_spectrogram_equals_torch_adaptive_pooling(size: tuple[int, int]) -> None:
+    """``pool`` is the encoder's ``input_size`` done once: torch's adaptive average pooling, block edges
+    included (uneven blocks overlap by one bin where the sizes do not divide)."""
+    import torch
+    import torch.nn.functional as F
+
+    from mmbalance.data.kinds.spectrogram import adaptive_average
+
+    x = np.random.default_rng(0).normal(size=(257, 299))
+    expected = F.adaptive_avg_pool2d(torch.from_numpy(x)[None, None], size)[0, 0].numpy()
+    np.testing.assert_allclose(adaptive_average(x, size), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_pooled_store_holds_the_pooled_frontend_output(raw: Path, tmp_path: Path) -> None:
+    from mmbalance.data.kinds.spectrogram import adaptive_average
+
+    features = {**FEATURES, "audio": {**FEATURES["audio"], "pool": [32, 24]}}
+    extract("synthav", raw, features, tmp_path, workers=1, progress=False)
+    split = open_store(tmp_path).split("val")
+    assert split.arrays["audio"].shape == (3, 32, 24)
+    full = FRONTENDS.get("pmr")(3.0)(raw / "AudioWAV" / f"{split.ids[0]}.wav")
+    np.testing.assert_array_equal(
+        split.arrays["audio"][0], adaptive_average(full, (32, 24)).astype(np.float16)
+    )
+
+
+@pytest.mark.parametrize("pool", [[0, 10], [300, 10], [10]])
+def test_pool_outside_the_spectrogram_is_a_config_error(raw: Path, tmp_path: Path, pool: list[int]) -> None:
+    features = {**FEATURES, "audio": {**FEATURES["audio"], "pool": pool}}
+    with pytest.raises(ConfigError, match=r"audio\.pool"):
+        extract("synthav", raw, features, tmp_path, workers=1, progress=False)

@@ -22,6 +22,7 @@ from mmbalance.data.store import open_store
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmbalance.engine.clip_sampling import clip_sampling
+from mmbalance.engine.convergence import run_convergence
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.optim import Schedule, build_optimizer
 from mmbalance.engine.protocols import protocol_metrics
@@ -250,6 +251,7 @@ class Trainer:
             "heads": self.heads,
             "modalities": self.method.modalities,
             "protocols": protocol_metrics(self.history, self.heads, per_head),
+            "convergence": run_convergence(self.history, self.heads, per_head),
             # listed/found/missing clips per split, for datasets that can miss some (none for synthav)
             **({"clips": self.clips} if self.clips is not None else {}),
             "epochs_trained": len(self.history),

@@ -9,6 +9,11 @@ A run of a dataset that reports missing clips (``metrics.json`` ``clips``: per s
 found and missing clips) adds rows with protocol :data:`CLIPS` (split = the split, head ``all``,
 metric ``listed``/``found``/``missing``, mean = the count), from which the tables' footnotes are
 written. They are not metrics: every seed of a group must report the same counts.
+
+A run's convergence (``metrics.json`` ``convergence``, :mod:`mmbalance.engine.convergence`) adds one
+row per selection series with protocol :data:`CONVERGENCE` (split ``val``, head = the series,
+metric ``converged``): per seed 1 or 0, so the mean is the share of seeds that converged and the
+tables can mark a method whose runs did not all converge.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ CLIPS = "clips"
 """The ``protocol`` of the summary rows that carry clip counts (module docstring)."""
 CLIP_HEAD = "all"
 CLIP_COUNTS = ("listed", "found", "missing")
+CONVERGENCE = "convergence"
+"""The ``protocol`` of the summary rows that say, per seed, whether a run converged (1) or not (0)."""
+CONVERGED = "converged"
 
 Key = tuple[str, str, str, str]  # (protocol, split, head, metric)
 
@@ -99,6 +107,8 @@ def _load_run(path: Path) -> _Run:
                     )
     if "clips" in data:
         cells.update(_clip_cells(path, data["clips"]))
+    if "convergence" in data:
+        cells.update(_convergence_cells(path, data["convergence"]))
     return _Run(path, data["dataset"], data["method"], data["run_id"], data["seed"], cells)
 
 
@@ -120,6 +130,20 @@ def _clip_cells(path: Path, clips: Any) -> dict[Key, float]:
             cells[(CLIPS, split, CLIP_HEAD, metric)] = float(value)
         if counts["listed"] != counts["found"] + counts["missing"]:
             raise DataError(f"{path}: corrupt metrics file ('clips.{split}': listed is not found + missing)")
+    return cells
+
+
+def _convergence_cells(path: Path, convergence: Any) -> dict[Key, float]:
+    """The summary cells of a run's ``convergence`` block: 1.0 or 0.0 per selection series."""
+    series = _mapping(path, _mapping(path, convergence, "convergence").get("series"), "convergence.series")
+    cells: dict[Key, float] = {}
+    for name, entry in series.items():
+        flag = _mapping(path, entry, f"convergence.series.{name}").get(CONVERGED)
+        if not isinstance(flag, bool):
+            raise DataError(
+                f"{path}: corrupt metrics file ('convergence.series.{name}.{CONVERGED}' is not true/false)"
+            )
+        cells[(CONVERGENCE, "val", name, CONVERGED)] = float(flag)
     return cells
 
 

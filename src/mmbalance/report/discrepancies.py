@@ -20,6 +20,7 @@ import yaml
 
 from mmbalance.errors import ConfigError
 from mmbalance.report.clips import missing_clip_notes
+from mmbalance.report.convergence import Marks
 from mmbalance.report.layouts import OUR_METRICS
 from mmbalance.report.paper_tables import PAPER_PROTOCOLS
 from mmbalance.report.results import Results, Stat, paired_difference
@@ -63,7 +64,9 @@ def discrepancy_stems() -> list[str]:
     return [f"{DISCREPANCY_STEM}_{protocol}" for protocol in PAPER_PROTOCOLS]
 
 
-def _shown(results: Results, dataset: str, method: str, protocol: str, metric: str, ddof: int) -> str:
+def _shown(
+    results: Results, marks: Marks, dataset: str, method: str, protocol: str, metric: str, ddof: int
+) -> str:
     """One run's mean ± std of ``metric``, or why there is none."""
     if not results.ran(dataset, method):
         return NOT_RUN
@@ -71,10 +74,12 @@ def _shown(results: Results, dataset: str, method: str, protocol: str, metric: s
     if values is None:
         return NOT_APPLICABLE
     stat = Stat.of(values, ddof)
-    return format_pct(stat.mean, stat.std)
+    return marks(format_pct(stat.mean, stat.std), dataset, method)
 
 
-def _effect(results: Results, dataset: str, pair: Pair, protocol: str, metric: str, ddof: int) -> str:
+def _effect(
+    results: Results, marks: Marks, dataset: str, pair: Pair, protocol: str, metric: str, ddof: int
+) -> str:
     """switched − reference of ``metric``: paired per seed where the seeds agree."""
     if not (results.ran(dataset, pair.reference) and results.ran(dataset, pair.switched)):
         return NOT_RUN
@@ -86,8 +91,10 @@ def _effect(results: Results, dataset: str, pair: Pair, protocol: str, metric: s
     paired = paired_difference(first, second)
     if paired is not None:
         stat = Stat.of(paired, ddof)
-        return format_pct(stat.mean, stat.std)
-    return format_pct(Stat.of(second, ddof).mean - Stat.of(first, ddof).mean, math.nan)
+        text = format_pct(stat.mean, stat.std)
+    else:
+        text = format_pct(Stat.of(second, ddof).mean - Stat.of(first, ddof).mean, math.nan)
+    return marks(text, dataset, pair.reference, pair.switched)
 
 
 def build_discrepancy_table(
@@ -103,14 +110,15 @@ def build_discrepancy_table(
     first = metrics[0]
     per_dataset = [f"{first} reference", f"{first} switched", *(f"Δ {m}" for m in metrics)]
     rows = []
+    marks = Marks(results.unconverged)
     for pair in pairs:
         cells = [pair.method, pair.difference, f"{pair.reference} → {pair.switched}", pair.switch, pair.reads]
         for dataset in datasets:
             cells += [
-                _shown(results, dataset, run, protocol, first, ddof)
+                _shown(results, marks, dataset, run, protocol, first, ddof)
                 for run in (pair.reference, pair.switched)
             ]
-            cells += [_effect(results, dataset, pair, protocol, metric, ddof) for metric in metrics]
+            cells += [_effect(results, marks, dataset, pair, protocol, metric, ddof) for metric in metrics]
         rows.append(cells)
     label, definition = PROTOCOLS[protocol]
     std_kind = "sample std (ddof=1)" if ddof == 1 else f"std with ddof={ddof}"
@@ -131,6 +139,7 @@ def build_discrepancy_table(
             "'Switched reads' says whose reading the switch gives: the released code's, the paper's or "
             "BalanceBenchmark's.",
             *missing_clip_notes(results, datasets),
+            *marks.notes(),
         ],
         label=f"tab:{DISCREPANCY_STEM}_{protocol}",
         wide=True,

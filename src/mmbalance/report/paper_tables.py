@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mmbalance.report.clips import missing_clip_notes
+from mmbalance.report.convergence import Marks
 from mmbalance.report.layouts import (
     FUSED,
     GAP,
@@ -161,6 +162,7 @@ def build_paper_table(
         header += [label for trio in labels for label in trio]
         spans.append((group.label, sum(len(trio) for trio in labels)))
     notes = _Notes()
+    marks = Marks(results.unconverged)
     rows = []
     for row in layout.rows:
         cells = [row.label]
@@ -176,7 +178,7 @@ def build_paper_table(
                     run_id = results.run_id(group.dataset, spec.method)
                     notes.used(group.dataset, spec.method, len(values), run_id)
                 ours, mean = _ours_text(values, spec, ddof)
-                cells.append(ours)
+                cells.append(ours if isinstance(values, str) else marks(ours, group.dataset, spec.method))
                 if group.stand_in:
                     continue
                 published = layout.published(spec, group)
@@ -197,7 +199,8 @@ def build_paper_table(
         notes=_table_notes(layout, protocol, groups, ddof)
         + notes.lines()
         + list(layout.notes)
-        + missing_clip_notes(results, [group.dataset for group in groups]),
+        + missing_clip_notes(results, [group.dataset for group in groups])
+        + marks.notes(),
         label=f"tab:{layout.id}" + (f"_{protocol}" if protocol else ""),
         wide=True,
     )

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mmbalance.report.clips import missing_clip_notes
+from mmbalance.report.convergence import Marks
 from mmbalance.report.results import Results, Stat, paired_difference
 from mmbalance.report.tables import (
     NO_STD,
@@ -46,7 +47,9 @@ def _entries(methods: Sequence[str], modalities: Mapping[str, Sequence[str]]) ->
     return entries
 
 
-def _cells(results: Results, dataset: str, method: str, head: str | None, ddof: int) -> list[str]:
+def _cells(
+    results: Results, marks: Marks, dataset: str, method: str, head: str | None, ddof: int
+) -> list[str]:
     if not results.ran(dataset, method):
         return [NOT_RUN] * (len(COLUMNS) + 1)
     if head is None:
@@ -59,7 +62,7 @@ def _cells(results: Results, dataset: str, method: str, head: str | None, ddof: 
     val, best = values["val_selected"], values["best_test"]
     inflation = None if val is None or best is None else paired_difference(val, best)
     cells.append(NOT_APPLICABLE if inflation is None else format_pct(*_mean_std(inflation, ddof)))
-    return cells
+    return [cell if cell == NOT_APPLICABLE else marks(cell, dataset, method) for cell in cells]
 
 
 def _mean_std(values: dict[int, float], ddof: int) -> tuple[float, float]:
@@ -75,12 +78,13 @@ def build_protocol_table(
     datasets = list(modalities)
     per_dataset = [label for _, label in COLUMNS] + ["inflation"]
     rows = []
+    marks = Marks(results.unconverged)
     for label, method, index in _entries(methods, modalities):
         cells = [label]
         for dataset in datasets:
             names = modalities[dataset]
             head = "fused" if index == 0 else (names[index - 1] if index <= len(names) else None)
-            cells += _cells(results, dataset, method, head, ddof)
+            cells += _cells(results, marks, dataset, method, head, ddof)
         rows.append(cells)
     std_kind = "sample std (ddof=1)" if ddof == 1 else f"std with ddof={ddof}"
     return Table(
@@ -98,6 +102,7 @@ def build_protocol_table(
             f"Cells: mean ± {std_kind} over seeds in percent (points for the inflation); {NO_STD} = std "
             f"undefined; {NOT_RUN} = no results.",
             *missing_clip_notes(results, datasets),
+            *marks.notes(),
         ],
         label=f"tab:{PROTOCOL_STEM}",
         wide=len(datasets) > 1,

@@ -17,6 +17,8 @@ from pathlib import Path
 from mmbalance.errors import DataError
 from mmbalance.report.aggregate import mean_std, read_summary
 from mmbalance.report.clips import Counts, clip_counts
+from mmbalance.report.convergence import Counts as ConvergenceCounts
+from mmbalance.report.convergence import unconverged_seeds
 from mmbalance.report.tables import index_summary
 
 SeedValues = dict[int, float]
@@ -123,6 +125,10 @@ class Results:
         if dataset not in self._index:
             return None
         return clip_counts(self._index[dataset], self._sources[dataset])
+
+    def unconverged(self, dataset: str, method: str) -> ConvergenceCounts | None:
+        """(seeds that did not converge, seeds) of one run (None: no results, or no convergence recorded)."""
+        return unconverged_seeds(self._index.get(dataset, {}), method)
 
     def run_id(self, dataset: str, method: str) -> str | None:
         row = next((r for k, r in self._index.get(dataset, {}).items() if k[0] == method), None)

@@ -18,6 +18,7 @@ from mmbalance.errors import DataError, MMBalanceError
 from mmbalance.io import atomic_open
 from mmbalance.report.aggregate import mean_std, read_summary
 from mmbalance.report.clips import clip_counts, missing_clip_note
+from mmbalance.report.convergence import convergence_note, convergence_summary, marked, unconverged_seeds
 
 NOT_RUN = "not run"
 NOT_APPLICABLE = "—"
@@ -249,6 +250,7 @@ def _main_rows(
     table_rows = []
     for method in methods:
         ran = any(key[0] == method for key in index)
+        convergence = unconverged_seeds(index, method)
         if method == UNIMODAL:
             entries = [(f"Unimodal-{i} ({m})", m, [m]) for i, m in enumerate(modalities, start=1)]
         else:
@@ -257,7 +259,7 @@ def _main_rows(
             if not ran:
                 table_rows.append([label] + [NOT_RUN] * width)
                 continue
-            cells = [label]
+            cells = [marked(label, convergence)]
             for protocol in PROTOCOLS:
                 cells += [cell(method, protocol, head, metric) for metric, _ in MAIN_METRICS]
                 cells += [
@@ -321,6 +323,8 @@ def write_main_table(
     ]
     if run_ids:
         notes.append("Run ids: " + ", ".join(f"{m} {rid}" for m, rid in run_ids.items()) + ".")
+    convergence = {m: c for m in run_ids if (c := unconverged_seeds(index, m)) is not None}
+    notes += [note for note in (convergence_summary(convergence), convergence_note(convergence)) if note]
     missing = missing_clip_note(dataset, clip_counts(index, summary_csv))
     if missing:
         notes.append(missing)

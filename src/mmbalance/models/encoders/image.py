@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 from mmbalance.errors import ConfigError
@@ -61,6 +60,10 @@ class ResNet50Trunk(StagedTrunk):
 
     def __init__(self, weights: str | None) -> None:
         super().__init__()
+        # Imported here: torchvision costs about a second of start-up in every training process, and only
+        # this encoder needs it.
+        import torchvision
+
         net = torchvision.models.resnet50(weights=None)
         if weights:
             state = {k: v for k, v in load_state(weights, "ResNet50").items() if not k.startswith("fc.")}
