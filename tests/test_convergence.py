@@ -58,6 +58,25 @@ def test_a_late_jump_to_a_new_level_is_flagged_even_without_a_trend() -> None:
     assert result["converged"] is False
 
 
+def test_a_dip_that_recovers_to_the_earlier_level_converges() -> None:
+    # The last quarter (4 of 16 epochs) climbs back from a dip, by 2 points per epoch, to the earlier best.
+    dipped = [0.5, 0.7, 0.77, 0.78, 0.78, 0.77, 0.78, 0.78, 0.77, 0.78, 0.77, 0.78, 0.72, 0.74, 0.76, 0.78]
+    result = series_convergence(dipped)
+    assert result["slope"] == pytest.approx(0.02)
+    assert result["window_gain"] == pytest.approx(0.0, abs=1e-12)
+    assert result["converged"] is True
+
+
+def test_the_trend_end_counts_when_the_window_is_noisy() -> None:
+    # A steady climb of 0.5 point per epoch with alternating noise: the window's line ends about 5.5
+    # points above the best epoch before it.
+    noisy = [0.6 + 0.005 * e + (0.01 if e % 2 else -0.01) for e in range(44)]
+    result = series_convergence(noisy)
+    expected_end = np.polyval(np.polyfit(np.arange(11), noisy[-11:], 1), 10)
+    assert result["window_gain"] == pytest.approx(max(expected_end, max(noisy[-11:])) - max(noisy[:-11]))
+    assert result["converged"] is False
+
+
 def test_the_margin_is_inclusive() -> None:
     # The window gains exactly the margin over the earlier best, with no trend inside it.
     values = [0.5] * 6 + [0.5 + MARGIN] * 2
