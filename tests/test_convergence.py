@@ -107,6 +107,17 @@ def test_joint_models_decide_on_the_fused_series_per_head_models_on_every_head()
     assert per_head["margin"] == MARGIN and "last quarter" in per_head["rule"]
 
 
+def test_a_run_whose_loss_became_nan_diverged_and_did_not_converge() -> None:
+    # Accuracy collapses to chance after the loss blows up: the rule alone would call it settled.
+    rows = history([0.5, 0.8, 0.85, 0.17, 0.17, 0.17, 0.17, 0.17], [0.5] * 8)
+    assert run_convergence(rows, ["fused"], per_head=False)["converged"] is True
+    for row, loss in zip(rows, [1.0, 0.5, 0.4, -5137.6, float("nan"), "nan", "nan", "nan"], strict=True):
+        row["train_loss"] = loss
+    result = run_convergence(rows, ["fused"], per_head=False)
+    assert result["diverged"] is True and result["converged"] is False
+    assert result["series"]["fused"]["converged"] is False
+
+
 def with_convergence(path: Path, converged: bool) -> None:
     data = json.loads(path.read_text())
     heads = ["audio", "video"] if data["method"] == "unimodal" else ["fused"]

@@ -17,6 +17,10 @@ would not raise it. ``δ`` is about the binomial standard error of one validatio
 85 % on synthav's 240 validation clips (2.3 points), so an epoch-to-epoch fluctuation is not read
 as progress. A run needs at least 4 epochs to have a window and earlier epochs; shorter runs are
 reported as not converged.
+
+A run whose losses became infinite or NaN has **diverged**: its accuracy falls to chance, which the
+rule alone would read as settled. Any non-finite value in a ``*loss*`` column of the history marks
+the run diverged, and a diverged run has not converged.
 """
 
 from __future__ import annotations
@@ -68,20 +72,35 @@ def series_convergence(values: Sequence[float], margin: float = MARGIN) -> dict[
     }
 
 
+def diverged(history: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any logged loss (a column whose name contains ``loss``) is infinite or NaN."""
+    for row in history:
+        for key, value in row.items():
+            if "loss" in key and value not in ("", None) and not math.isfinite(float(value)):
+                return True
+    return False
+
+
 def run_convergence(
     history: Sequence[Mapping[str, Any]], heads: Sequence[str], per_head: bool, margin: float = MARGIN
 ) -> dict[str, Any]:
     """``metrics.json``'s ``convergence``: the rule per selection series and for the whole run.
 
     Joint models select every head by the fused validation accuracy, so that one series decides;
-    methods whose heads are separate models (``per_head``) have converged when every head has.
+    methods whose heads are separate models (``per_head``) have converged when every head has; a
+    run that diverged has not converged.
     """
     series = list(heads) if per_head else ["fused"]
     by_series = {
         key: series_convergence([float(row[f"val_{key}_acc"]) for row in history], margin) for key in series
     }
+    broken = diverged(history)
+    if broken:
+        for entry in by_series.values():
+            entry["converged"] = False
     return {
-        "converged": all(entry["converged"] for entry in by_series.values()),
+        "converged": not broken and all(entry["converged"] for entry in by_series.values()),
+        "diverged": broken,
         "margin": margin,
         "rule": RULE,
         "series": by_series,
