@@ -82,7 +82,7 @@ def test_same_seed_same_metrics(tiny_workspace: Path, tmp_path: Path) -> None:
     assert (tmp_path / "a" / "metrics.json").read_bytes() != (tmp_path / "c" / "metrics.json").read_bytes()
 
 
-def cli_train(params_path: Path, method: str, seed: int) -> subprocess.Popen:
+def cli_train(params_path: Path, method: str, *seeds: int) -> subprocess.Popen:
     return subprocess.Popen(
         [
             *CLI,
@@ -93,8 +93,7 @@ def cli_train(params_path: Path, method: str, seed: int) -> subprocess.Popen:
             "synthav",
             "--method",
             method,
-            "--seed",
-            str(seed),
+            *(arg for seed in seeds for arg in ("--seed", str(seed))),
             "--device",
             "cpu",
             "--threads",
@@ -140,6 +139,75 @@ def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) 
     assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
+def results_file(params: dict, path: Path) -> Path:
+    path.write_text(json.dumps(params))
+    return path
+
+
+@pytest.mark.parametrize("method", ["mie", "aug"])
+def test_seeds_of_one_command_train_as_they_would_alone(
+    tiny_workspace: Path, tmp_path: Path, method: str
+) -> None:
+    """`--seed 1 --seed 0` forks one child per seed after the imports: each seed's outputs are
+    byte-identical to a command that trains that seed alone (no state leaks from one seed to the next)."""
+    params = config.load_params(tiny_workspace)
+    together = config.apply_overrides(params, [f"paths.results={tmp_path / 'together'}"])
+    alone = config.apply_overrides(params, [f"paths.results={tmp_path / 'alone'}"])
+    proc = cli_train(results_file(together, tmp_path / "together.yaml"), method, 1, 0)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.count("val-selected test acc") == 2
+    for seed in (0, 1):
+        assert cli_train(results_file(alone, tmp_path / "alone.yaml"), method, seed).wait(timeout=300) == 0
+        a = config.run_dir(together, "synthav", method, seed)
+        b = config.run_dir(alone, "synthav", method, seed)
+        assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
+        assert history_without_timing(a / "history.csv") == history_without_timing(b / "history.csv")
+        assert (a / "predictions.npz").read_bytes() == (b / "predictions.npz").read_bytes()
+        assert (a / "train.log").read_text().count("INFO epoch ") == 3  # its own epochs, and only them
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+def test_a_killed_command_takes_its_seed_child_with_it(tiny_workspace: Path, tmp_path: Path) -> None:
+    """SIGKILL of `mmbalance train --seed 0 --seed 1` (what a workflow manager does) must not leave a
+    forked seed training on behind its back."""
+    params = config.apply_overrides(
+        config.load_params(tiny_workspace),
+        [f"paths.results={tmp_path / 'results'}", "train.embedded.synthav.epochs=200"],
+    )
+    proc = cli_train(results_file(params, tmp_path / "params.yaml"), "concat", 0, 1)
+    checkpoint = config.run_dir(params, "synthav", "concat", 0) / CHECKPOINT
+    deadline = time.time() + 300
+    while not checkpoint.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    children = children_of(proc.pid)
+    assert len(children) == 1
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while Path(f"/proc/{children[0]}").exists() and time.time() < deadline:
+        status = Path(f"/proc/{children[0]}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if status == "Z":  # reaped by init soon; a zombie no longer runs
+            break
+        time.sleep(0.05)
+    assert not Path(f"/proc/{children[0]}").exists() or status == "Z"
+
+
 def test_resuming_a_finished_checkpoint_rewrites_every_output(tiny_workspace: Path, tmp_path: Path) -> None:
     """Snakemake deletes the outputs of a job it interrupts; the last checkpoint must bring them all back."""
     run_dir = tmp_path / "run"
@@ -166,6 +234,10 @@ def test_foreign_checkpoint_is_refused(tiny_workspace: Path, tmp_path: Path) -> 
         (["train", "--dataset", "synthav", "--method", "sum", "--seed", "0", "--run-id", "x"], "--run-id x"),
         (["extract", "--dataset", "synthav", "--set", "features.embedded.synthav.video.size=big"], "size"),
         (["download", "--dataset", "nope"], "unknown dataset 'nope'"),
+        (
+            ["train", "--dataset", "synthav", "--method", "sum", "--seed", "1", "--seed", "1"],
+            "--seed 1 given twice",
+        ),
     ],
 )
 def test_user_errors_are_one_line(tiny_workspace: Path, args: list[str], message: str) -> None:

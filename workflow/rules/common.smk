@@ -64,10 +64,11 @@ TABLES = config["paths"]["tables"]
 FIGURE_FORMATS = config["report"]["figure_formats"]
 HASH = f"[0-9a-f]{{{mmcfg.HASH_LENGTH}}}"
 
-# Threads, memory and wall time of one training run per profile (SLURM: --cpus-per-task, --mem
-# and -t). The embedded profile trains with one thread per run: tiny models gain little from
-# more, two runs in parallel on two cores finish sooner, and a fixed thread count keeps CPU
-# results bit-identical whatever --cores is (reduction order can depend on the thread count).
+# Threads, memory and wall time of one seed's training run per profile (SLURM: --cpus-per-task,
+# --mem and -t; a train job's runtime is this times its number of seeds). The embedded profile
+# trains with one thread per run: tiny models gain little from more, two runs in parallel on two
+# cores finish sooner, and a fixed thread count keeps CPU results bit-identical whatever --cores
+# is (reduction order can depend on the thread count).
 TRAIN_RESOURCES = {
     "embedded": {"threads": 1, "mem_mb": 4000, "runtime": 60},
     "paper": {"threads": 4, "mem_mb": 32000, "runtime": 24 * 60},
@@ -77,7 +78,6 @@ TRAIN_RESOURCES = {
 wildcard_constraints:
     dataset="|".join(sorted(set(DATASETS) | set(RAW_DATASETS))),
     method="|".join(METHODS),
-    seed=r"\d+",
     data_id=HASH,
     feature_id=rf"[a-z0-9_]+-{HASH}",
     run_id=HASH,
@@ -100,6 +100,15 @@ def run_files(name, datasets=None):
         for dataset, method, seed in itertools.product(
             datasets or DATASETS, METHODS, SEEDS
         )
+    ]
+
+
+def seed_files(name):
+    """`name` in the run dir of every seed of the experiment, with the {dataset}, {method} and
+    {run_id} wildcards of the train rule: one job trains all seeds of a run."""
+    return [
+        f"{RESULTS}/{{dataset}}/{{method}}/{{run_id}}/seed{seed}/{name}"
+        for seed in SEEDS
     ]
 
 

@@ -1,37 +1,41 @@
-# Stage 3: one job per dataset x method x seed. The run dir's name carries the run id (a hash
-# of everything that affects training), so a changed hyper-parameter is a new path and only
-# the runs it affects are trained. `--run-id` makes the CLI refuse to run if params.yaml
-# changed after the DAG was built. Checkpoints (ckpt/) and train.log are deliberately not
-# outputs: Snakemake deletes the outputs of an interrupted job, and the checkpoint is what
-# lets the rerun (--rerun-incomplete) resume instead of starting over.
+# Stage 3: one job per dataset x method, training every seed of the experiment. The run dir's
+# name carries the run id (a hash of everything that affects training, not the seed), so a
+# changed hyper-parameter is a new path and only the runs it affects are trained. The seeds run
+# one after the other, each in a process forked after the imports (`mmbalance train --seed 0
+# --seed 1 ...`): the ~3 s of start-up per process is paid once per job, and a seed trains exactly
+# as it would alone. `--run-id` makes the CLI refuse to run if params.yaml changed after the DAG
+# was built. Checkpoints (ckpt/) and train.log are deliberately not outputs: Snakemake deletes the
+# outputs of an interrupted job, and the checkpoints are what let the rerun (--rerun-incomplete)
+# resume instead of starting over (finished seeds only rewrite their outputs).
 
 
 rule train:
     input:
         features=ancient_input(feature_manifest),
     output:
-        metrics=f"{RESULTS}/{{dataset}}/{{method}}/{{run_id}}/seed{{seed}}/metrics.json",
-        history=f"{RESULTS}/{{dataset}}/{{method}}/{{run_id}}/seed{{seed}}/history.csv",
-        predictions=f"{RESULTS}/{{dataset}}/{{method}}/{{run_id}}/seed{{seed}}/predictions.npz",
+        metrics=seed_files("metrics.json"),
+        history=seed_files("history.csv"),
+        predictions=seed_files("predictions.npz"),
     log:
-        "logs/train/{dataset}/{method}/{run_id}/seed{seed}.log",
+        "logs/train/{dataset}/{method}/{run_id}.log",
     benchmark:
-        "benchmarks/train/{dataset}/{method}/{run_id}/seed{seed}.tsv"
+        "benchmarks/train/{dataset}/{method}/{run_id}.tsv"
     threads: TRAIN_RESOURCES["threads"]
     resources:
         gpu=1,
         mem_mb=TRAIN_RESOURCES["mem_mb"],
-        runtime=TRAIN_RESOURCES["runtime"],
+        runtime=TRAIN_RESOURCES["runtime"] * len(SEEDS),
     params:
         params_file=PARAMS_FILE,
+        seeds=" ".join(f"--seed {seed}" for seed in SEEDS),
     message:
-        "Training {wildcards.method} on {wildcards.dataset}, seed {wildcards.seed} (run {wildcards.run_id})"
+        "Training {wildcards.method} on {wildcards.dataset}, seeds {SEEDS} (run {wildcards.run_id})"
     # with_gpu.sh sets CUDA_VISIBLE_DEVICES to a free GPU (Snakemake counts GPUs but never
     # assigns ids) and runs the command unchanged on a machine without GPUs. The path is
     # relative to the project root, where Snakemake, SLURM jobs and the container start.
     shell:
         "workflow/scripts/with_gpu.sh mmbalance train --params {params.params_file}"
-        " --dataset {wildcards.dataset} --method {wildcards.method} --seed {wildcards.seed}"
+        " --dataset {wildcards.dataset} --method {wildcards.method} {params.seeds}"
         " --run-id {wildcards.run_id} --threads {threads} --quiet > {log} 2>&1"
 
 
