@@ -149,7 +149,7 @@ def test_every_analysis_writes_its_outputs(trained: Path) -> None:
     # Grad-CAM: the maps in the npz are in [0, 1] and one per picked sample.
     maps = np.load(out / "synthav_gradcam.npz")
     assert maps["concat/audio/epoch0"].shape[0] == params["analysis"]["gradcam"]["samples"]
-    assert 0.0 <= maps["lfm_h/video/epoch2"].min() and maps["lfm_h/video/epoch2"].max() <= 1.0
+    assert maps["lfm_h/video/epoch2"].min() >= 0.0 and maps["lfm_h/video/epoch2"].max() <= 1.0
 
 
 def test_analyse_refuses_missing_runs(trained: Path, tmp_path: Path, capsys) -> None:
