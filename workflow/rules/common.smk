@@ -54,11 +54,18 @@ REPORT_SOURCES = sorted(
     if path.is_file() and "__pycache__" not in path.parts
 )
 
-# The analyses' sources: editing an analysis reruns it (DVC's tables stage depends on the folder).
+# The analyses' sources and the report helpers they draw and tabulate with: editing them reruns the
+# analyses (DVC's tables stage depends on both folders).
 ANALYSIS_SOURCES = sorted(
-    str(path)
-    for path in Path(mmbalance.analysis.__file__).parent.rglob("*.py")
-    if "__pycache__" not in path.parts
+    [
+        str(path)
+        for path in Path(mmbalance.analysis.__file__).parent.rglob("*.py")
+        if "__pycache__" not in path.parts
+    ]
+    + [
+        str(Path(mmbalance.report.__file__).parent / name)
+        for name in ("figures.py", "tables.py")
+    ]
 )
 
 DATASETS = config["experiment"]["datasets"]
