@@ -239,7 +239,9 @@ def plot_loss_landscape(
         if found:
             low = min(float(two.min()) for _, two in found.values())
             high = max(float(two.max()) for _, two in found.values())
-            levels = np.linspace(low, high if high > low else low + 1e-6, 15)
+            high = high if high > low else low + 1e-6
+            # Log-spaced levels: the rise far from the weights would otherwise flatten the basin's contours.
+            levels = np.geomspace(low, high, 15) if low > 0 else np.linspace(low, high, 15)
         for ax, method in zip(row, methods, strict=False):
             ax.set_title(f"{method}: {modality}", fontsize=10)
             if method not in found:

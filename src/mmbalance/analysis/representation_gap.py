@@ -19,6 +19,7 @@ import numpy as np
 
 from mmbalance.analysis import _runs as runs
 from mmbalance.analysis._base import Analysis
+from mmbalance.errors import DataError
 from mmbalance.io import write_csv
 from mmbalance.registry import register_analysis
 
@@ -65,8 +66,14 @@ class RepresentationGap(Analysis):
         for method in self.methods():
             files = [d / "history.csv" for d in self.run_dirs(dataset, method)]
             histories = [(path, runs.read_history(path)) for path in files]
-            if any(f"test_gap_{pairs[0]}" not in rows[0] for _, rows in histories):
+            logged = [f"test_gap_{pairs[0]}" in rows[0] for _, rows in histories]
+            if not any(logged):
                 continue  # features of different widths: no gap logged (docs/tables.md)
+            if not all(logged):
+                missing = ", ".join(str(p) for (p, _), ok in zip(histories, logged, strict=True) if not ok)
+                raise DataError(
+                    f"{missing}: no test_gap_{pairs[0]} column, which other seeds of {method} have"
+                )
             curves[method] = {}
             for pair in pairs:
                 values = [runs.history_column(rows, f"test_gap_{pair}", path) for path, rows in histories]
