@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
@@ -235,31 +236,36 @@ def plot_loss_landscape(
     for r, modality in enumerate(modalities):
         row = axes[r]
         found = {m: s[modality] for m, s in surfaces["methods"].items() if s is not None}
-        levels = None
+        levels, norm = None, None
         if found:
             low = min(float(two.min()) for _, two in found.values())
             high = max(float(two.max()) for _, two in found.values())
             high = high if high > low else low + 1e-6
-            # Log-spaced levels: the rise far from the weights would otherwise flatten the basin's contours.
+            # Log scale: the rise far from the weights would otherwise flatten the basin's contours.
+            norm = LogNorm(low, high) if low > 0 else Normalize(low, high)
             levels = np.geomspace(low, high, 15) if low > 0 else np.linspace(low, high, 15)
         for ax, method in zip(row, methods, strict=False):
             ax.set_title(f"{method}: {modality}", fontsize=10)
             if method not in found:
                 _not_run(ax)
                 continue
-            filled = ax.contourf(side, side, found[method][1].T, levels=levels, cmap="viridis")
+            filled = ax.contourf(side, side, found[method][1].T, levels=levels, cmap="viridis", norm=norm)
             ax.contour(side, side, found[method][1].T, levels=levels, colors="white", linewidths=0.3)
             ax.plot(0, 0, marker="*", color="red", markersize=8)
             ax.set_xlabel("α (direction 1)")
             ax.set_ylabel("β (direction 2)")
         if found:
-            fig.colorbar(filled, ax=row[len(methods) - 1], label="training loss")
+            bar = fig.colorbar(
+                filled, ax=row[len(methods) - 1], label="training loss", ticks=levels[::2], format="%.3g"
+            )
+            bar.minorticks_off()
         ax = row[-1]
         for method, (one, _) in found.items():
             ax.plot(line, one, color=colours[method], label=method, linewidth=1.4)
         ax.set_title(f"{modality}: 1-D (direction 1)", fontsize=10)
         ax.set_xlabel("α")
         ax.set_ylabel("training loss")
+        ax.set_yscale("log")
         ax.grid(alpha=0.3)
         if found:
             ax.legend(fontsize=8)

@@ -101,12 +101,12 @@ class LossLandscape(Analysis):
         """MIE Figure 5's Baseline (Concat), MLA and MIE."""
         samples: int = 64
         """The fixed training subset: the first ``samples`` samples of the training split."""
-        span: float = 1.0
+        span: float = 0.5
         """Coefficients run over [−span, span] (units of the filter-normalised directions)."""
-        points_1d: int = 21
-        points_2d: int = 9
+        points_1d: int = 15
+        points_2d: int = 7
         """Points along the 1-D line and along each side of the 2-D grid."""
-        radius: float = 0.5
+        radius: float = 0.25
         """Distance at which the sharpness (loss rise) is measured."""
         direction_seed: int = 0
         """Seed of the directions (the same for every method, one stream per modality)."""
