@@ -131,9 +131,10 @@ def plot_mie_stages(
     """One panel per method: per-head test accuracy per epoch over bands coloured by the trained modality."""
     fig, axes = _new_figure(stem, formats, len(panels))
     band = dict(zip(modalities, STAGE_COLOURS, strict=False))
-    line = {"fused": "black", **dict(zip(modalities, _colours(len(modalities)), strict=True))}
+    line = {"fused": "black", **band}  # a head's line in its modality's stage colour
     for ax, (method, panel) in zip(axes, panels.items(), strict=False):
-        ax.set_title(method if panel is None else f"{method} ({panel['seeds']} seeds)", fontsize=10)
+        seeds = "" if panel is None else f" ({panel['seeds']} seed{'s' if panel['seeds'] != 1 else ''})"
+        ax.set_title(f"{method}{seeds}", fontsize=10)
         if panel is None:
             _not_run(ax)
             continue
