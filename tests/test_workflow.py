@@ -22,7 +22,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from mmbalance import config as mmcfg
-from mmbalance.registry import DATASETS
+from mmbalance.registry import ANALYSES, DATASETS
 from mmbalance.report.curves import curve_figures
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +126,9 @@ def test_dry_run_plans_the_whole_matrix(dry_run, params):
     n_datasets = len(params["experiment"]["datasets"])
     assert counts["generate"] == counts["extract"] == counts["aggregate"] == n_datasets
     assert counts["tables"] == 1
+    assert {name: counts.get(f"analysis_{name}") for name in ANALYSES.names()} == dict.fromkeys(
+        ANALYSES.names(), 1
+    )
 
 
 def test_default_target_is_the_tables(dry_run):
@@ -312,7 +315,13 @@ def test_dvc_yaml_matches_params(params):
         modalities = list(DATASETS.get(dataset).modalities)
         for figure in curve_figures(params, mmcfg.experiment_methods(params), modalities):
             figures.add(f"{params['paths']['tables']}/{dataset}_{figure.stem}.png")
+        for name in ANALYSES.names():
+            outputs = ANALYSES.get(name)(params).outputs(dataset, Path(params["paths"]["tables"]))
+            figures |= {str(path) for path in outputs if path.suffix == ".png"}
     assert figures <= set(dvc["plots"])
+    # The tables stage runs every analysis rule (they write into its output folder).
+    allowed = dvc["stages"]["tables"]["cmd"].split(" -- ")[0].split()
+    assert {f"analysis_{name}" for name in ANALYSES.names()} | {"analysis_all"} <= set(allowed)
 
 
 def test_paper_profile_over_every_real_dataset_builds_the_dag(project_with_params, params):

@@ -91,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--out-dir", help="output folder (default: paths.tables)")
 
+    p = sub.add_parser(
+        "analyse",
+        aliases=["analyze"],
+        help="one of the papers' analyses of the trained runs (representation_gap, label_fitting, gradcam, "
+        "loss_landscape, mie_stages, missing_modality) into paper_tables/",
+    )
+    _common(p)
+    p.add_argument("--name", required=True, help="the analysis (params.yaml `analysis:`; docs/tables.md)")
+    p.add_argument(
+        "--dataset", action="append", help="a dataset (repeatable; default: every one of experiment.datasets)"
+    )
+    p.add_argument("--out-dir", help="output folder (default: paths.tables)")
+    p.add_argument("--threads", type=_threads, default=1, help="torch CPU threads")
+
     p = sub.add_parser("runs", help="list the configured runs with their paths and status")
     _common(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -314,14 +328,36 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
         print(path)
 
 
+def cmd_analyse(args: argparse.Namespace, params: dict) -> None:
+    import torch
+
+    from mmbalance.registry import ANALYSES
+
+    torch.set_num_threads(args.threads)
+    analysis = ANALYSES.get(args.name)(params)
+    out_dir = Path(args.out_dir or params["paths"]["tables"])
+    for dataset in args.dataset or params["experiment"]["datasets"]:
+        if dataset not in params["experiment"]["datasets"]:
+            raise MMBalanceError(f"--dataset {dataset}: not in experiment.datasets")
+        missing = [path for path in analysis.inputs(dataset) if not path.is_file()]
+        if missing:
+            raise MMBalanceError(
+                f"{missing[0]}: not found ({len(missing)} run file(s) missing); train the runs first"
+            )
+        for path in analysis.run(dataset, out_dir):
+            print(path)
+
+
 def cmd_runs(args: argparse.Namespace, params: dict) -> None:
+    from mmbalance.engine.checkpoint import checkpoint_path
+
     rows = []
     for dataset in params["experiment"]["datasets"]:
         for method, dirs in configured_runs(params, dataset).items():
             for seed, run_dir in zip(params["experiment"]["seeds"], dirs, strict=True):
                 if (run_dir / "metrics.json").is_file():
                     status = "done"
-                elif (run_dir / "ckpt" / "last.pt").is_file():
+                elif checkpoint_path(run_dir).is_file():
                     status = "partial"
                 else:
                     status = "missing"
@@ -382,6 +418,8 @@ COMMANDS = {
     "train": cmd_train,
     "aggregate": cmd_aggregate,
     "tables": cmd_tables,
+    "analyse": cmd_analyse,
+    "analyze": cmd_analyse,
     "runs": cmd_runs,
 }
 

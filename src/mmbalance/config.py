@@ -23,7 +23,7 @@ import yaml
 
 from mmbalance import __version__
 from mmbalance.errors import ConfigError
-from mmbalance.registry import DATASETS, METHODS
+from mmbalance.registry import ANALYSES, DATASETS, METHODS
 
 HASH_LENGTH = 10
 
@@ -122,6 +122,49 @@ def validate(params: Any, source: str = "params.yaml") -> None:
             for method in preset.get("methods", {}):
                 METHODS.get(method)
                 method_options({**params, "profile": profile}, method, source=source, dataset=dataset)
+    validate_analyses(params, source)
+
+
+def analysis_options(params: Mapping[str, Any], name: str, source: str = "params.yaml") -> dict[str, Any]:
+    """The options of analysis ``name``: its defaults (next to its code) under ``analysis.<name>``."""
+    cls = ANALYSES.get(name)
+    overrides = (params.get("analysis") or {}).get(name) or {}
+    try:
+        return typed_options(cls.Options(), overrides, where=f"analysis.{name}")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def validate_analyses(params: Mapping[str, Any], source: str) -> None:
+    """Every ``analysis.<name>`` is a registered analysis with typed options naming known methods."""
+    for name in params.get("analysis") or {}:
+        try:
+            ANALYSES.get(name)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: analysis.{name}: {exc}") from exc
+        for method in analysis_options(params, name, source)["methods"]:
+            try:
+                base_method(params, method)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: analysis.{name}.methods: {exc}") from exc
+
+
+def kept_epochs(params: Mapping[str, Any], dataset: str, method: str, epochs: int) -> list[int]:
+    """The epochs (0-based, as ``history.csv``) after which a run keeps its model (``ckpt/epoch<k>.pt``):
+    ``train.<profile>.<dataset>.keep_epochs`` for every run of the dataset, plus the ``gradcam``
+    analysis's ``epochs`` for the runs of its methods. ``-1`` is the last epoch, ``-2`` the one before;
+    epochs past the end of a run of ``epochs`` epochs are left out (the "7th epoch" of a 3-epoch test run)."""
+    profile = params["profile"]
+    wanted = list(params["train"][profile].get(dataset, {}).get("keep_epochs", []))
+    if method in analysis_options(params, "gradcam")["methods"]:
+        wanted += analysis_options(params, "gradcam")["epochs"]
+    return epochs_within(wanted, epochs)
+
+
+def epochs_within(wanted: Sequence[int], epochs: int) -> list[int]:
+    """``wanted`` epochs of a run of ``epochs`` epochs as sorted 0-based indices: negative ones count from
+    the end (``-1`` is the last), those past either end are left out, repeats drop."""
+    return sorted({e % epochs for e in wanted if -epochs <= e < epochs})
 
 
 def validate_text_tokenizers(params: Mapping[str, Any], source: str) -> None:
@@ -304,10 +347,12 @@ def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 
 def train_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     """The dataset's training preset, without its per-dataset ``methods`` block (which enters a run
-    through :func:`method_options`, so it moves only the run ids of the methods it names)."""
+    through :func:`method_options`, so it moves only the run ids of the methods it names) and its
+    ``keep_epochs`` (which enters through :func:`kept_epochs`, joined with the Grad-CAM analysis's)."""
     profile = params["profile"]
     block = _dataset_block(params["train"][profile], dataset, f"train.{profile}")
     block.pop("methods", None)
+    block.pop("keep_epochs", None)
     return block
 
 
@@ -352,6 +397,10 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
         "profile": params["profile"],
         "seed": int(seed),
     }
+    # Only a run that keeps checkpoints has the key, so the others' run ids do not depend on it.
+    kept = kept_epochs(params, dataset, method, resolved["train"]["epochs"])
+    if kept:
+        resolved["train"]["keep_epochs"] = kept
     resolved["run_id"] = run_id(resolved)
     return resolved
 

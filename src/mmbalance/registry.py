@@ -79,6 +79,7 @@ FUSIONS: Registry = Registry("fusion", "mmbalance.models.fusions")
 FRONTENDS: Registry = Registry("audio front-end", "mmbalance.data.frontends")
 KINDS: Registry = Registry("modality kind", "mmbalance.data.kinds")
 ADAPTERS: Registry = Registry("encoder adapter", "mmbalance.models.encoders")
+ANALYSES: Registry = Registry("analysis", "mmbalance.analysis")
 
 register_method = METHODS.register
 register_dataset = DATASETS.register
@@ -87,3 +88,4 @@ register_fusion = FUSIONS.register
 register_frontend = FRONTENDS.register
 register_kind = KINDS.register
 register_adapter = ADAPTERS.register
+register_analysis = ANALYSES.register

@@ -9,10 +9,12 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+import mmbalance.analysis
 import mmbalance.config as mmcfg
 import mmbalance.report
 from mmbalance.cli import summary_path
 from mmbalance.errors import MMBalanceError
+from mmbalance.registry import ANALYSES
 from mmbalance.registry import DATASETS as DATASET_REGISTRY
 from mmbalance.report.curves import curve_figures
 from mmbalance.report.discrepancies import discrepancy_stems
@@ -50,6 +52,20 @@ REPORT_SOURCES = sorted(
     str(path)
     for path in Path(mmbalance.report.__file__).parent.rglob("*")
     if path.is_file() and "__pycache__" not in path.parts
+)
+
+# The analyses' sources and the report helpers they draw and tabulate with: editing them reruns the
+# analyses (DVC's tables stage depends on both folders).
+ANALYSIS_SOURCES = sorted(
+    [
+        str(path)
+        for path in Path(mmbalance.analysis.__file__).parent.rglob("*.py")
+        if "__pycache__" not in path.parts
+    ]
+    + [
+        str(Path(mmbalance.report.__file__).parent / name)
+        for name in ("figures.py", "tables.py")
+    ]
 )
 
 DATASETS = config["experiment"]["datasets"]
@@ -167,3 +183,26 @@ def ancient_input(path_function):
     than its metrics.
     """
     return lambda wildcards: ancient(path_function(wildcards.dataset))
+
+
+# --- the analysis stage (workflow/rules/analysis.smk) ---------------------------------------
+ANALYSIS_NAMES = ANALYSES.names()
+# Written by the analyses but not shown in the report: LaTeX tables and the Grad-CAM maps.
+UNREPORTED_SUFFIXES = (".tex", ".npz")
+
+
+def analysis_inputs(name):
+    """The run files analysis `name` reads (the workflow trains those runs first), every dataset."""
+    analysis = ANALYSES.get(name)(config)
+    return [str(path) for dataset in DATASETS for path in analysis.inputs(dataset)]
+
+
+def analysis_outputs(name, reported):
+    """Every file analysis `name` writes into the tables folder, the reported ones or the others."""
+    analysis = ANALYSES.get(name)(config)
+    return [
+        str(path)
+        for dataset in DATASETS
+        for path in analysis.outputs(dataset, Path(TABLES))
+        if (path.suffix not in UNREPORTED_SUFFIXES) == reported
+    ]

@@ -12,15 +12,29 @@ from mmbalance.methods.base import Method
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, method: Method, batches: SplitBatches
+    model: torch.nn.Module,
+    method: Method,
+    batches: SplitBatches,
+    features: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """Metrics per head (``{head: {loss, acc, macro_f1, map}}``) and the heads' probabilities."""
+    """Metrics per head (``{head: {loss, acc, macro_f1, map}}``) and the heads' probabilities.
+
+    When ``features`` is given it is filled with each modality's encoder features (``ModelOutput.features``,
+    float32, in split order) from the same pass, for the modality gap and the selected checkpoint.
+    """
     was_training = model.training
     model.eval()
     collected: dict[str, list[np.ndarray]] = {}
+    encoded: dict[str, list[np.ndarray]] = {}
     for batch in batches.epoch():
-        for head, probs in method.predict(model(batch.inputs)).items():
+        outputs = model(batch.inputs)
+        for head, probs in method.predict(outputs).items():
             collected.setdefault(head, []).append(probs.float().cpu().numpy())
+        if features is not None:
+            for m, z in outputs.features.items():
+                encoded.setdefault(m, []).append(z.float().cpu().numpy())
     model.train(was_training)
+    if features is not None:
+        features.update({m: np.concatenate(parts) for m, parts in encoded.items()})
     probs = {head: np.concatenate(parts) for head, parts in collected.items()}
     return {head: classification_metrics(batches.labels, p) for head, p in probs.items()}, probs

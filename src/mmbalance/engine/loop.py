@@ -1,10 +1,13 @@
 """The one training loop. Methods plug in through :class:`mmbalance.methods.base.Method`.
 
 Per epoch: ``on_epoch_start`` → ``training_step`` per batch → evaluation on validation and
-test → ``on_epoch_end`` → learning-rate schedule → history row → checkpoint. A checkpoint
-holds the model, optimiser, schedule, method state, RNG states, history and the current
-val-selected test predictions, so a run killed at any point resumes from its last finished
-epoch and ends bit-identical to an uninterrupted run (on CPU, same machine and threads).
+test (with the test features' modality gap) → model checkpoints → ``on_epoch_end`` → learning-rate
+schedule → history row → checkpoint. A checkpoint holds the model, optimiser, schedule, method
+state, RNG states, history and the current val-selected test predictions, so a run killed at any
+point resumes from its last finished epoch and ends bit-identical to an uninterrupted run (on CPU,
+same machine and threads). The model checkpoints (``selected``, ``epoch<k>``;
+:mod:`mmbalance.engine.checkpoint`) are written between evaluation and ``on_epoch_end``, so they hold
+the model exactly as it was evaluated (before AUG adds a classifier or MSES rolls a branch back).
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mmbalance.data.store import open_store
+from mmbalance.data.store import FeatureStore, open_store
 from mmbalance.engine.batches import SplitBatches
-from mmbalance.engine.checkpoint import load_checkpoint, save_checkpoint
+from mmbalance.engine.checkpoint import (
+    CHECKPOINT_DIR,
+    checkpoint_path,
+    epoch_checkpoint_name,
+    load_checkpoint,
+    model_state,
+    save_checkpoint,
+)
 from mmbalance.engine.clip_sampling import clip_sampling
 from mmbalance.engine.convergence import run_convergence
 from mmbalance.engine.evaluate import evaluate
+from mmbalance.engine.metrics import modality_gaps
 from mmbalance.engine.optim import Schedule, build_optimizer
 from mmbalance.engine.protocols import protocol_metrics
 from mmbalance.engine.seeding import configure_determinism, rng_state, seed_everything, set_rng_state
@@ -35,7 +46,8 @@ from mmbalance.registry import METHODS
 log = logging.getLogger("mmbalance.train")
 
 SPLITS = ("val", "test")
-CHECKPOINT = "ckpt/last.pt"
+CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
+"""The resume checkpoint relative to the run directory (:func:`checkpoint_path` of ``last``)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,6 +61,24 @@ def resolve_device(name: str) -> torch.device:
 def build_method(resolved: dict[str, Any], modalities: dict[str, str], num_classes: int) -> Method:
     spec = ModelSpec(modalities=modalities, encoders=resolved["train"]["encoders"], num_classes=num_classes)
     return METHODS.get(resolved["method_class"])(resolved["method_options"], spec)
+
+
+def eval_batches(
+    store: FeatureStore,
+    resolved: dict[str, Any],
+    split: str,
+    device: torch.device,
+    rows: list[int] | None = None,
+) -> SplitBatches:
+    """Evaluation batches of ``split`` (in stored order; clips as evaluated: all frames, centre crop), of
+    the samples at ``rows`` only when given (then indexed from 0 in that order)."""
+    data = store.split(split)
+    arrays, labels = data.arrays, data.labels
+    if rows is not None:
+        arrays, labels = {m: np.asarray(a[rows]) for m, a in arrays.items()}, np.asarray(labels)[rows]
+    where = f"train.{resolved['profile']}.{resolved['dataset']}.clip_sampling"
+    clips = clip_sampling(store.modalities, arrays, resolved["train"].get("clip_sampling"), False, where)
+    return SplitBatches(arrays, labels, resolved["train"]["eval_batch_size"], device, clips=clips)
 
 
 class Trainer:
@@ -78,15 +108,10 @@ class Trainer:
             )
         }
         for name in SPLITS:
-            self.batches[name] = SplitBatches(
-                splits[name].arrays,
-                splits[name].labels,
-                train_cfg["eval_batch_size"],
-                self.device,
-                clips=clip_sampling(store.modalities, splits[name].arrays, sampling, False, where),
-            )
+            self.batches[name] = eval_batches(store, resolved, name, self.device)
         self.test_ids = list(splits["test"].ids)
         self.clips = store.manifest.get("clips")
+        self.keep_epochs = set(train_cfg.get("keep_epochs", []))
 
         configure_determinism(self.device)
         seed_everything(self.seed)
@@ -126,7 +151,7 @@ class Trainer:
         }
 
     def resume(self) -> None:
-        path = self.run_dir / CHECKPOINT
+        path = checkpoint_path(self.run_dir)
         if not path.exists():
             return
         state = load_checkpoint(path)
@@ -182,16 +207,32 @@ class Trainer:
         row: dict[str, Any] = {"epoch": epoch, "lr": lr}
         row.update(self.method.on_epoch_start(self.context(epoch)))
         row.update(self.train_epoch(epoch))
-        evaluation, probs = {}, {}
+        evaluation, probs, features = {}, {}, {}
         for split in SPLITS:
-            evaluation[split], probs[split] = evaluate(self.model, self.method, self.batches[split])
+            evaluation[split], probs[split] = evaluate(
+                self.model, self.method, self.batches[split], features if split == "test" else None
+            )
             for head, values in evaluation[split].items():
                 row.update({f"{split}_{head}_{k}": v for k, v in values.items()})
+        row.update({f"test_{name}": gap for name, gap in modality_gaps(features).items()})
+        self.save_models(epoch, evaluation, features)
         row.update(self.method.on_epoch_end(self.context(epoch), evaluation))
         self.schedule.step(evaluation["val"]["fused"]["loss"])
         self.track_selection(evaluation, probs["test"])
         row["seconds"] = round(time.perf_counter() - started, 3)
         return row
+
+    def save_models(self, epoch: int, evaluation: dict, features: dict[str, np.ndarray]) -> None:
+        """The model as just evaluated: ``selected`` when the fused head's validation accuracy improves
+        (the rule of :meth:`track_selection`, which records it afterwards), ``epoch<k>`` for kept epochs."""
+        best = self.best_val.get("fused")
+        names = ["selected"] if best is None or evaluation["val"]["fused"]["acc"] > best else []
+        if epoch in self.keep_epochs:
+            names.append(epoch_checkpoint_name(epoch))
+        for name in names:
+            kept = features if name == "selected" else None
+            state = model_state(self.cfg, epoch, self.model, self.method, kept)
+            save_checkpoint(checkpoint_path(self.run_dir, name), state)
 
     def track_selection(self, evaluation: dict, test_probs: dict[str, np.ndarray]) -> None:
         """Keep the test predictions of the val-selected epoch (strict improvement: earliest wins)."""
@@ -217,7 +258,7 @@ class Trainer:
         for epoch in bar:
             row = self.run_epoch(epoch)
             self.history.append(row)
-            save_checkpoint(self.run_dir / CHECKPOINT, self.state(epoch))
+            save_checkpoint(checkpoint_path(self.run_dir), self.state(epoch))
             self.write_history()
             bar.set_postfix(val=f"{row['val_fused_acc']:.3f}", test=f"{row['test_fused_acc']:.3f}")
             log.info(

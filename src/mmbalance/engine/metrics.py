@@ -9,9 +9,13 @@
   ``average_precision_score``; LFM/MIE code compute MAP exactly so). Classes without a
   positive sample are skipped (their AP is undefined).
 - ``loss``: mean negative log-likelihood of the label under the head's probabilities.
+
+And, on the encoders' features rather than the heads, the modality gap of Liang et al. (NeurIPS'22).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -64,4 +68,27 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, f
         "acc": accuracy(labels, probs),
         "macro_f1": macro_f1(labels, probs.argmax(axis=1)),
         "map": mean_average_precision(labels, probs),
+    }
+
+
+def modality_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """The modality gap of Liang et al. (NeurIPS'22, §3; LFM §4.5, Figure 2): ``‖mean_i x̂_i − mean_i ŷ_i‖₂``,
+    the Euclidean distance between the centroids of two modalities' L2-normalised features (N, D)."""
+
+    def centroid(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return (x / np.maximum(norms, 1e-12)).mean(axis=0)
+
+    return float(np.linalg.norm(centroid(a) - centroid(b)))
+
+
+def modality_gaps(features: dict[str, np.ndarray]) -> dict[str, float]:
+    """``gap_<a>_<b>`` (:func:`modality_gap`) for every pair of modalities, in modality order; empty when
+    the modalities' features differ in width (the centroids then live in different spaces)."""
+    widths = {np.shape(x)[1:] for x in features.values()}
+    if len(features) < 2 or len(widths) != 1:
+        return {}
+    return {
+        f"gap_{a}_{b}": modality_gap(features[a], features[b]) for a, b in itertools.combinations(features, 2)
     }

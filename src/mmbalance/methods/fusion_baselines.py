@@ -11,11 +11,13 @@ reading, the one LFM cites, is the method ``channel`` (:mod:`mmbalance.methods.c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from mmbalance.methods.base import Batch, Context, Logs, Method
+from mmbalance.errors import ConfigError
+from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
 from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
 
@@ -35,9 +37,32 @@ class Unimodal(Method):
 
 @register_method("concat")
 class Concat(Method):
-    """Feature concatenation + one linear layer (§B2); unimodal logits from the split weight."""
+    """Feature concatenation + one linear layer (§B2); unimodal logits from the split weight.
+
+    ``uniform_labels`` is the label-fitting experiment of LFM §1 (Figure 1): the target mixes the
+    one-hot label with the uniform label ``1/c``, so the loss is ``(1 − u)·L_S + u·L_U`` — CE on the
+    one-hot labels (``u = 0``, plain Concat), on uniform labels (``u = 1``, "label free") or LFM's
+    ``0.7 L_S + 0.3 L_U`` (``u = 0.3``; label smoothing with ε = u, as the paper says). CE is linear
+    in the target, so this is ``F.cross_entropy(..., label_smoothing=u)``.
+    """
 
     fusion = "concat"
+
+    @dataclass
+    class Options:
+        uniform_labels: float = 0.0
+        """Weight ``u`` of the uniform-label loss L_U (0: one-hot labels only)."""
+
+    def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
+        super().__init__(options, spec)
+        if not 0.0 <= self.options.uniform_labels <= 1.0:
+            raise ConfigError(
+                f"methods.concat.uniform_labels: want a weight in [0, 1], got {self.options.uniform_labels}"
+            )
+
+    def loss(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> tuple[torch.Tensor, Logs]:
+        loss = F.cross_entropy(outputs.fused, batch.labels, label_smoothing=self.options.uniform_labels)
+        return loss, {"ce_fused": float(loss.detach())}
 
 
 @register_method("sum")

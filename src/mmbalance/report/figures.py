@@ -70,10 +70,10 @@ def _seed_stats(curves: Sequence[Mapping[str, np.ndarray]], head: str, ddof: int
 
 
 def _new_figure(
-    out_path: Path, formats: Sequence[str], n_panels: int, columns: int | None = None
+    out_path: Path, formats: Sequence[str], n_panels: int, columns: int | None = None, sharey: bool = True
 ) -> tuple[Figure, np.ndarray]:
     """A figure of ``n_panels`` axes, ``columns`` per row (at most :data:`MAX_COLUMNS` by default),
-    returned flat in reading order."""
+    returned flat in reading order; the panels share their y axis unless ``sharey`` is False."""
     n_columns = columns or min(MAX_COLUMNS, n_panels)
     n_rows = math.ceil(n_panels / n_columns)
     fig = Figure(figsize=(4.2 * n_columns, 3.3 * n_rows), dpi=DPI)
@@ -81,7 +81,7 @@ def _new_figure(
     unsupported = set(formats) - set(canvas.get_supported_filetypes())
     if unsupported:
         raise MMBalanceError(f"{out_path}: unsupported figure format(s) {sorted(unsupported)}")
-    return fig, fig.subplots(n_rows, n_columns, squeeze=False, sharey=True).ravel()
+    return fig, fig.subplots(n_rows, n_columns, squeeze=False, sharey=sharey).ravel()
 
 
 def _title_and_layout(fig: Figure, title: str) -> None:
