@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from mmbalance import __version__
+from mmbalance import __version__, sweeps
 from mmbalance.errors import ConfigError
 from mmbalance.registry import DATASETS, METHODS
 
@@ -113,8 +113,14 @@ def validate(params: Any, source: str = "params.yaml") -> None:
                 raise ConfigError(f"{source}: {exc}") from exc
     validate_text_tokenizers(params, source)
     validate_variants(params, source)
+    sweeps.validate(params, source)
     for method in experiment_methods(params, source=source):
         base_method(params, method)
+        for dataset in params["experiment"]["datasets"]:
+            try:
+                train_config(params, dataset, method)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from exc
     for method in params["methods"]:
         method_options(params, method, source=source)
     for profile, presets in params["train"].items():
@@ -177,6 +183,19 @@ def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -
     return methods
 
 
+def run_seeds(params: Mapping[str, Any], dataset: str) -> dict[str, list[int]]:
+    """Every run of ``dataset`` to train and report, as ``{method: seeds}``: the experiment's methods
+    with ``experiment.seeds``, then the runs of the selected sweeps (points not served by an
+    experiment run, the swept methods' defaults, the references) with ``experiment.sweep_seeds``."""
+    seeds = list(params["experiment"]["seeds"])
+    runs = {method: list(seeds) for method in experiment_methods(params)}
+    extra = sweeps.seeds(params)
+    for method in sweeps.runs(params, dataset):
+        have = runs.setdefault(method, [])
+        runs[method] = [s for s in seeds if s in have or s in extra]
+    return runs
+
+
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read, override and validate ``params.yaml``."""
     params = apply_overrides(read_yaml(path) or {}, overrides)
@@ -220,9 +239,16 @@ def typed_options(defaults: Any, overrides: Mapping[str, Any], where: str) -> di
     return merged
 
 
+def all_variants(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``variants:`` of ``params`` and the generated variant of every sweep point
+    (:mod:`mmbalance.sweeps`)."""
+    return {**sweeps.variants(params), **(params.get("variants", {}) or {})}
+
+
 def base_method(params: Mapping[str, Any], name: str) -> str:
-    """The registered method behind ``name``: ``name`` itself, or the ``method`` of ``variants.<name>``."""
-    variant = params.get("variants", {}).get(name)
+    """The registered method behind ``name``: ``name`` itself, or the ``method`` of its variant
+    (``variants.<name>`` or a sweep point)."""
+    variant = all_variants(params).get(name)
     if variant is None:
         METHODS.get(name)
         return name
@@ -252,7 +278,7 @@ def method_options(
             where = f"train.{profile}.{dataset}.methods.{base}"
             options = typed_options(cls.Options(**options), per_dataset, where=where)
         if base != method:
-            variant = params["variants"][method].get("options", {}) or {}
+            variant = all_variants(params)[method].get("options", {}) or {}
             options = typed_options(cls.Options(**options), variant, where=f"variants.{method}.options")
         return options
     except ConfigError as exc:
@@ -302,13 +328,32 @@ def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     return _dataset_block(params["features"][profile], dataset, f"features.{profile}")
 
 
-def train_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+def train_config(params: Mapping[str, Any], dataset: str, method: str | None = None) -> dict[str, Any]:
     """The dataset's training preset, without its per-dataset ``methods`` block (which enters a run
-    through :func:`method_options`, so it moves only the run ids of the methods it names)."""
+    through :func:`method_options`, so it moves only the run ids of the methods it names); for a
+    variant with a ``train`` block (e.g. other encoders: AUG Table 4's ResNet34), that block merged
+    over the preset, key by key. A key the preset does not have is an error naming it."""
     profile = params["profile"]
     block = _dataset_block(params["train"][profile], dataset, f"train.{profile}")
     block.pop("methods", None)
+    override = all_variants(params).get(method, {}).get("train") if method is not None else None
+    if override:
+        _merge_existing(block, override, f"variants.{method}.train", f"train.{profile}.{dataset}")
     return block
+
+
+def _merge_existing(block: dict[str, Any], override: Mapping[str, Any], where: str, preset: str) -> None:
+    """Merge ``override`` into ``block`` in place; every key must exist in ``block``."""
+    for key, value in override.items():
+        if key not in block:
+            allowed = ", ".join(sorted(block))
+            raise ConfigError(
+                f"unknown key '{where}.{key}': {preset} has no '{key}' (allowed here: {allowed})"
+            )
+        if isinstance(value, Mapping) and isinstance(block[key], dict):
+            _merge_existing(block[key], value, f"{where}.{key}", f"{preset}.{key}")
+        else:
+            block[key] = copy.deepcopy(value)
 
 
 def data_id(params: Mapping[str, Any], dataset: str) -> str:
@@ -348,7 +393,7 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
         "data": data_config(params, dataset),
         "features": feature_config(params, dataset),
         "feature_id": feature_id(params, dataset),
-        "train": train_config(params, dataset),
+        "train": train_config(params, dataset, method),
         "profile": params["profile"],
         "seed": int(seed),
     }

@@ -23,6 +23,7 @@ from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmbalance.engine.clip_sampling import clip_sampling
 from mmbalance.engine.evaluate import evaluate
+from mmbalance.engine.machine import describe as describe_machine
 from mmbalance.engine.optim import Schedule, build_optimizer
 from mmbalance.engine.protocols import protocol_metrics
 from mmbalance.engine.seeding import configure_determinism, rng_state, seed_everything, set_rng_state
@@ -253,6 +254,7 @@ class Trainer:
             # listed/found/missing clips per split, for datasets that can miss some (none for synthav)
             **({"clips": self.clips} if self.clips is not None else {}),
             "epochs_trained": len(self.history),
+            "machine": describe_machine(self.device),
             "config": self.cfg,
             "config_hash": self.cfg["run_id"],
         }

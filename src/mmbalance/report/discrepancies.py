@@ -23,6 +23,7 @@ from mmbalance.report.clips import missing_clip_notes
 from mmbalance.report.layouts import OUR_METRICS
 from mmbalance.report.paper_tables import PAPER_PROTOCOLS
 from mmbalance.report.results import Results, Stat, paired_difference
+from mmbalance.report.significance import Settings, compare, rule_notes
 from mmbalance.report.tables import NO_STD, NOT_APPLICABLE, NOT_RUN, PROTOCOLS, Table, format_pct, write_table
 
 DISCREPANCY_STEM = "discrepancies"
@@ -74,8 +75,17 @@ def _shown(results: Results, dataset: str, method: str, protocol: str, metric: s
     return format_pct(stat.mean, stat.std)
 
 
-def _effect(results: Results, dataset: str, pair: Pair, protocol: str, metric: str, ddof: int) -> str:
-    """switched − reference of ``metric``: paired per seed where the seeds agree."""
+def _effect(
+    results: Results,
+    dataset: str,
+    pair: Pair,
+    protocol: str,
+    metric: str,
+    ddof: int,
+    settings: Settings | None,
+) -> str:
+    """switched − reference of ``metric``: paired per seed where the seeds agree; with ``settings``,
+    the significance marks after the difference."""
     if not (results.ran(dataset, pair.reference) and results.ran(dataset, pair.switched)):
         return NOT_RUN
     key = OUR_METRICS[metric]
@@ -86,7 +96,12 @@ def _effect(results: Results, dataset: str, pair: Pair, protocol: str, metric: s
     paired = paired_difference(first, second)
     if paired is not None:
         stat = Stat.of(paired, ddof)
-        return format_pct(stat.mean, stat.std)
+        shown = format_pct(stat.mean, stat.std)
+        if settings is not None:
+            found = compare(results, dataset, pair.switched, pair.reference, protocol, settings, metric=key)
+            mark = found.marks(settings.alpha) if found is not None else ""
+            shown += f" {mark}" if mark else ""
+        return shown
     return format_pct(Stat.of(second, ddof).mean - Stat.of(first, ddof).mean, math.nan)
 
 
@@ -96,8 +111,10 @@ def build_discrepancy_table(
     protocol: str,
     ddof: int = 1,
     pairs: Sequence[Pair] | None = None,
+    settings: Settings | None = None,
 ) -> Table:
-    """The discrepancy table under ``protocol``, one column group per dataset of ``datasets``."""
+    """The discrepancy table under ``protocol``, one column group per dataset of ``datasets``; with
+    ``settings``, the Δ ACC cells carry the significance marks (:mod:`mmbalance.report.significance`)."""
     metrics, default_pairs = load_pairs()
     pairs = default_pairs if pairs is None else pairs
     first = metrics[0]
@@ -110,7 +127,10 @@ def build_discrepancy_table(
                 _shown(results, dataset, run, protocol, first, ddof)
                 for run in (pair.reference, pair.switched)
             ]
-            cells += [_effect(results, dataset, pair, protocol, metric, ddof) for metric in metrics]
+            cells += [
+                _effect(results, dataset, pair, protocol, metric, ddof, settings if metric == first else None)
+                for metric in metrics
+            ]
         rows.append(cells)
     label, definition = PROTOCOLS[protocol]
     std_kind = "sample std (ddof=1)" if ddof == 1 else f"std with ddof={ddof}"
@@ -130,6 +150,11 @@ def build_discrepancy_table(
             "reference (docs/methods.md lists the differences; the spec section is in brackets). "
             "'Switched reads' says whose reading the switch gives: the released code's, the paper's or "
             "BalanceBenchmark's.",
+            *(
+                _mark_notes(results, datasets, pairs, protocol, first, settings)
+                if settings is not None
+                else []
+            ),
             *missing_clip_notes(results, datasets),
         ],
         label=f"tab:{DISCREPANCY_STEM}_{protocol}",
@@ -137,11 +162,36 @@ def build_discrepancy_table(
     )
 
 
+def _mark_notes(
+    results: Results,
+    datasets: Sequence[str],
+    pairs: Sequence[Pair],
+    protocol: str,
+    first: str,
+    settings: Settings,
+) -> list[str]:
+    """The significance rule for the marked Δ cells, with the fewest seeds any pair has."""
+    seeds = [
+        len(values)
+        for dataset in datasets
+        for pair in pairs
+        if (values := results.values(dataset, pair.switched, protocol, "fused", OUR_METRICS[first]))
+    ]
+    notes = rule_notes(settings, min(seeds) if seeds else None, bootstrap=protocol == "val_selected")
+    return [f"Δ {first}: {notes[0]}", *notes[1:]]
+
+
 def write_discrepancy_tables(
-    results: Results, out_dir: Path, datasets: Sequence[str], *, ddof: int = 1
+    results: Results,
+    out_dir: Path,
+    datasets: Sequence[str],
+    *,
+    ddof: int = 1,
+    settings: Settings | None = None,
 ) -> list[Path]:
     """Write the discrepancy table under each protocol (Markdown, CSV, LaTeX)."""
     written = []
     for protocol, stem in zip(PAPER_PROTOCOLS, discrepancy_stems(), strict=True):
-        written += write_table(build_discrepancy_table(results, datasets, protocol, ddof), out_dir, stem)
+        table = build_discrepancy_table(results, datasets, protocol, ddof, settings=settings)
+        written += write_table(table, out_dir, stem)
     return written
