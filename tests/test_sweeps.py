@@ -159,3 +159,27 @@ def test_a_variants_train_block_is_merged_over_the_preset(params: dict) -> None:
     )
     with pytest.raises(ConfigError, match=re.escape(message)):
         config.validate(params)
+
+
+def test_runs_command_lists_the_sweep_points_with_their_seeds(tmp_path: Path, capsys) -> None:
+    import json
+
+    from mmbalance.cli import main
+    from tests.conftest import tiny_params, write_params
+
+    selection = {"experiment.methods": ["concat", "ogm_ge"], "experiment.sweeps": ["ogm_ge_alpha"]}
+    params = tiny_params(tmp_path, **selection, **{"experiment.sweep_seeds": 1})
+    done = config.run_dir(params, "synthav", "ogm_ge_alpha_0p1", 0)
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text("{}")
+    assert main(["runs", "--json", "--params", str(write_params(tmp_path / "params.yaml", params))]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    points = [(r["method"], r["seed"], r["status"]) for r in rows if r["method"].startswith("ogm_ge_alpha")]
+    assert points == [("ogm_ge_alpha_0p1", 0, "done"), ("ogm_ge_alpha_0p3", 0, "missing"),
+                      ("ogm_ge_alpha_0p5", 0, "missing")]  # fmt: skip
+    assert [(r["method"], r["seed"]) for r in rows[:4]] == [
+        ("concat", 0),
+        ("concat", 1),
+        ("ogm_ge", 0),
+        ("ogm_ge", 1),
+    ]
