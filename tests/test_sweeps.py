@@ -152,12 +152,26 @@ def test_a_variants_train_block_is_merged_over_the_preset(params: dict) -> None:
     assert config.train_config(params, "synthav", "aug") == preset
     ids = {m: config.resolve_run(params, "synthav", m, 0)["run_id"] for m in ("aug", "aug_resnet34")}
     assert ids["aug"] != ids["aug_resnet34"]
-    params["variants"]["aug_resnet34"]["train"]["encoders"]["audoi"] = {"name": "resnet34"}
-    params["experiment"]["methods"].append("aug_resnet34")
-    message = (
-        "unknown key 'variants.aug_resnet34.train.encoders.audoi': train.embedded.synthav.encoders has no"
-    )
+    # On image-text there are no audio/video encoders: the variant does not apply there (not trained,
+    # "not run" in the tables), and asking for its run names the key.
+    params["experiment"].update(datasets=["synthav", "sarcasm"], methods=["concat", "aug_resnet34"])
+    config.validate(params)
+    assert config.applies(params, "aug_resnet34", "synthav")
+    assert not config.applies(params, "aug_resnet34", "sarcasm")
+    assert list(config.run_seeds(params, "sarcasm")) == [
+        "concat",
+        "alpha_0p1",
+        "ogm_ge",
+        "alpha_2",
+    ]  # the sweep
+    assert "aug_resnet34" in config.run_seeds(params, "synthav")
+    message = "unknown key 'variants.aug_resnet34.train.encoders.audio': train.embedded.sarcasm.encoders has"
     with pytest.raises(ConfigError, match=re.escape(message)):
+        config.resolve_run(params, "sarcasm", "aug_resnet34", 0)
+    # A key that no preset of any dataset has is a typo.
+    params["variants"]["aug_resnet34"]["train"]["encoders"]["audoi"] = {"name": "resnet34"}
+    message = "unknown key 'variants.aug_resnet34.train.encoders.audoi': train.embedded.synthav.encoders has"
+    with pytest.raises(ConfigError, match=re.escape(message) + ".*no dataset preset has it"):
         config.validate(params)
 
 

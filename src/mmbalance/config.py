@@ -116,11 +116,6 @@ def validate(params: Any, source: str = "params.yaml") -> None:
     sweeps.validate(params, source)
     for method in experiment_methods(params, source=source):
         base_method(params, method)
-        for dataset in params["experiment"]["datasets"]:
-            try:
-                train_config(params, dataset, method)
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: {exc}") from exc
     for method in params["methods"]:
         method_options(params, method, source=source)
     for profile, presets in params["train"].items():
@@ -186,9 +181,10 @@ def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -
 def run_seeds(params: Mapping[str, Any], dataset: str) -> dict[str, list[int]]:
     """Every run of ``dataset`` to train and report, as ``{method: seeds}``: the experiment's methods
     with ``experiment.seeds``, then the runs of the selected sweeps (points not served by an
-    experiment run, the swept methods' defaults, the references) with ``experiment.sweep_seeds``."""
+    experiment run, the swept methods' defaults, the references) with ``experiment.sweep_seeds``.
+    A variant that does not apply to ``dataset`` (:func:`applies`) is left out."""
     seeds = list(params["experiment"]["seeds"])
-    runs = {method: list(seeds) for method in experiment_methods(params)}
+    runs = {method: list(seeds) for method in experiment_methods(params) if applies(params, method, dataset)}
     extra = sweeps.seeds(params)
     for method in sweeps.runs(params, dataset):
         have = runs.setdefault(method, [])
@@ -285,8 +281,31 @@ def method_options(
         raise ConfigError(f"{source}: {exc}") from exc
 
 
+def applies(params: Mapping[str, Any], method: str, dataset: str) -> bool:
+    """Whether ``method`` runs on ``dataset``: always, except a variant whose ``train`` block names a
+    key that the dataset's preset lacks (e.g. ResNet34 ``audio``/``video`` encoders on image–text)."""
+    try:
+        train_config(params, dataset, method)
+    except ConfigError:
+        return False
+    return True
+
+
+def _validate_train_block(params: Mapping[str, Any], name: str, source: str) -> None:
+    """A variant's ``train`` block must fit some dataset preset of some profile: a key that none has
+    is a typo, reported for the first preset."""
+    presets = [({**params, "profile": p}, d) for p, block in params["train"].items() for d in block]
+    if any(applies(profile_params, name, dataset) for profile_params, dataset in presets):
+        return
+    try:
+        train_config(*presets[0], name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc} (no dataset preset has it)") from exc
+
+
 def validate_variants(params: Mapping[str, Any], source: str) -> None:
-    """A variant is a registered method with options; its name must not shadow a registered one."""
+    """A variant is a registered method with options; its name must not shadow a registered one; its
+    ``train`` block must fit some dataset preset (:func:`applies`)."""
     registered = set(METHODS.names())
     for name, variant in params.get("variants", {}).items():
         if name in registered:
@@ -297,6 +316,8 @@ def validate_variants(params: Mapping[str, Any], source: str) -> None:
                 f"{source}: variants.{name}.method: unknown method '{variant['method']}' (known: {known})"
             )
         method_options(params, name, source=source)
+        if variant.get("train"):
+            _validate_train_block(params, name, source)
 
 
 def short_hash(obj: Any) -> str:
@@ -332,7 +353,8 @@ def train_config(params: Mapping[str, Any], dataset: str, method: str | None = N
     """The dataset's training preset, without its per-dataset ``methods`` block (which enters a run
     through :func:`method_options`, so it moves only the run ids of the methods it names); for a
     variant with a ``train`` block (e.g. other encoders: AUG Table 4's ResNet34), that block merged
-    over the preset, key by key. A key the preset does not have is an error naming it."""
+    over the preset, key by key. A key the preset does not have is an error naming it (such a
+    variant does not apply to the dataset: :func:`applies`)."""
     profile = params["profile"]
     block = _dataset_block(params["train"][profile], dataset, f"train.{profile}")
     block.pop("methods", None)

@@ -107,6 +107,14 @@ def selected(params: Mapping[str, Any]) -> list[Sweep]:
     return [sweeps[name] for name in params["experiment"].get("sweeps", [])]
 
 
+def selected_on(params: Mapping[str, Any], dataset: str) -> list[Sweep]:
+    """The selected sweeps that apply to ``dataset``: not those of a variant whose ``train`` block is
+    for other modalities (:func:`mmbalance.config.applies`)."""
+    from mmbalance.config import applies
+
+    return [sweep for sweep in selected(params) if applies(params, sweep.method, dataset)]
+
+
 def seeds(params: Mapping[str, Any]) -> list[int]:
     """The first ``experiment.sweep_seeds`` of ``experiment.seeds`` (all of them when it is not set)."""
     exp = params["experiment"]
@@ -144,9 +152,13 @@ def points(params: Mapping[str, Any], sweep: Sweep, dataset: str) -> list[Point]
     A point is the default when the swept method's own run serves it: the point's options then
     resolve to exactly the swept method's on this dataset.
     """
-    from mmbalance.config import experiment_methods, resolve_run
+    from mmbalance.config import applies, experiment_methods, resolve_run
 
-    candidates = list(dict.fromkeys([sweep.method, *experiment_methods(params)]))
+    candidates = [
+        name
+        for name in dict.fromkeys([sweep.method, *experiment_methods(params)])
+        if applies(params, name, dataset)
+    ]
     known = [(name, _comparable(resolve_run(params, dataset, name, 0))) for name in candidates]
     result = []
     for values in sweep.points():
@@ -159,9 +171,9 @@ def points(params: Mapping[str, Any], sweep: Sweep, dataset: str) -> list[Point]
 
 def runs(params: Mapping[str, Any], dataset: str) -> list[str]:
     """The runs the selected sweeps need on ``dataset``: every point's, the swept methods' default
-    runs and the references, without repeats, in order."""
+    runs and the references, without repeats, in order (:func:`selected_on`)."""
     names: list[str] = []
-    for sweep in selected(params):
+    for sweep in selected_on(params, dataset):
         names += [point.run for point in points(params, sweep, dataset)]
         names += [sweep.method, *sweep.references]
     return list(dict.fromkeys(names))

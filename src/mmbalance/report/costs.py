@@ -143,6 +143,6 @@ def write_training_cost(
     costs = {method: [run_cost(d) for d in dirs] for method, dirs in run_dirs.items()}
     table, per_run = build_cost_table(costs, dataset, ddof)
     stem = f"{dataset}_{COST_STEM}"
-    title = f"{dataset}: training time per run\n" + wrap_title(table.notes[1], 90)
+    title = f"{dataset}: training time per run\n" + wrap_title(table.notes[1], 75)
     written = write_table(table, out_dir, stem)
     return written + plot_costs(per_run, Path(out_dir) / stem, title, formats)

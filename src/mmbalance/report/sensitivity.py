@@ -35,7 +35,7 @@ LOG_SPAN = 100.0
 
 def sweep_stems(params: Mapping[str, Any], dataset: str) -> list[str]:
     """The output stems of the selected sweeps on ``dataset`` (known before any result exists)."""
-    return [f"{dataset}_sweep_{sweep.name}" for sweep in sweeps.selected(params)]
+    return [f"{dataset}_sweep_{sweep.name}" for sweep in sweeps.selected_on(params, dataset)]
 
 
 def _x(value: Any) -> float | None:
@@ -209,7 +209,7 @@ def write_sweeps(
     """Figure and table of every selected sweep on ``dataset``."""
     settings = Settings.of(params)
     written = []
-    for sweep, stem in zip(sweeps.selected(params), sweep_stems(params, dataset), strict=True):
+    for sweep, stem in zip(sweeps.selected_on(params, dataset), sweep_stems(params, dataset), strict=True):
         written += plot_sweep(results, params, sweep, dataset, Path(out_dir) / stem, formats, ddof)
         written += write_table(
             build_sweep_table(results, params, sweep, dataset, settings, ddof), out_dir, stem
