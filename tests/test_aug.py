@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,67 @@ def test_training_grows_records_and_resumes_bit_identical(
     assert [r["classifiers_video"] for r in rows] == ["1.0", "2.0", "3.0"]
     assert [r["classifiers_audio"] for r in rows] == ["1.0"] * 3
     assert {"confidence_audio", "train_eps_video", "added_video"} <= set(rows[0])
+
+
+# --- the paper's further experiments: Table 2's loss ablation, Table 3's fixed assignment, G ------------
+
+
+@pytest.mark.parametrize("terms", [["eps_all", "eps_pre"], ["eps", "eps_pre"], ["eps", "eps_all"], ["eps"]])
+def test_loss_terms_keep_a_subset_of_eq_6(terms: list[str]) -> None:
+    torch.manual_seed(2)
+    parts = torch.randn(3, 4, 5)
+    y = torch.tensor([0, 4, 2, 2])
+    full = boosting_loss(parts, y, 0.5, "paper_sum_probs")
+    ablated = boosting_loss(parts, y, 0.5, "paper_sum_probs", terms)
+    assert torch.allclose(ablated["loss"], sum(full[t] for t in terms))
+    assert all(torch.equal(ablated[t], full[t]) for t in ("eps", "eps_all", "eps_pre"))
+    # one classifier: CE(F, y) whatever is dropped
+    single = boosting_loss(parts[:1], y, 0.5, "paper_sum_probs", terms)
+    assert torch.allclose(single["loss"], F.cross_entropy(parts[0], y))
+
+
+def test_fixed_assignment_starts_with_n_fix_classifiers_and_never_assigns(tiny_spec: ModelSpec) -> None:
+    method, model, optimizer = setup(tiny_spec, n_fix=4)
+    assert method.counts() == {"audio": 1, "video": 4} and len(model.fusion.layers["video"]) == 4
+    assert len(optimizer.param_groups) == 4  # the fixed classifiers are trained from the first step
+    ctx = context(model, optimizer, method)
+    logs = method.training_step(make_batch(), ctx)
+    assert {"eps_video", "eps_pre_video"} <= set(logs) and "eps_audio" not in logs
+    force_growth(method, ctx, "audio")  # ACA would add to audio; fixed assignment adds nothing
+    assert method.counts() == {"audio": 1, "video": 4}
+    assert not any(method.assignment_due(e, 200) for e in range(200))
+    audio, _, _ = setup(tiny_spec, n_fix=3, fixed_modality="audio")
+    assert audio.counts() == {"audio": 3, "video": 1}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"loss_terms": ["eps", "eps_al"]}, "methods.aug.loss_terms"),
+        ({"loss_terms": []}, "methods.aug.loss_terms"),
+        ({"loss_terms": ["eps", "eps"]}, "methods.aug.loss_terms"),
+        ({"n_fix": -1}, "methods.aug.n_fix"),
+        ({"n_fix": 2, "fixed_modality": "text"}, "methods.aug.fixed_modality: 'text' is not one of"),
+    ],
+)
+def test_bad_ablation_options_are_named(tiny_spec: ModelSpec, options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        AUG(typed_options(AUG.Options(), options, "methods.aug"), tiny_spec)
+
+
+@pytest.mark.parametrize("update", ["joint", "per_modality"])
+def test_gap_loss_is_the_first_modality_loss_minus_the_second(tiny_spec: ModelSpec, update: str) -> None:
+    method, model, optimizer = setup(tiny_spec, update=update)
+    ctx = context(model, optimizer, method)
+    force_growth(method, ctx, "video")
+    logs = method.training_step(make_batch(), ctx)
+    assert logs["gap_loss"] == logs["loss_audio"] - logs["loss_video"]
+    assert "train_gap_loss" in AUG.curves
+
+
+def test_resnet34_has_the_block_counts_of_he_et_al() -> None:
+    from mmbalance.models.encoders.resnet import resnet34
+
+    trunk = resnet34(in_channels=1, width=4)
+    assert [len(stage) for stage in trunk.stages] == [3, 4, 6, 3] and trunk.out_channels == 32
+    assert trunk(torch.randn(2, 1, 32, 32)).shape == (2, 32, 1, 1)

@@ -144,7 +144,8 @@ def test_run_dir_layout(params: dict) -> None:
 def test_variants_resolve_to_their_method_with_options(params: dict) -> None:
     params["methods"]["ogm_ge"] = {"alpha": 0.5, "end_epoch": 20}
     params["variants"]["ogm_plain"] = {"method": "ogm_ge", "options": {"modulation": "OGM"}}
-    params["experiment"]["methods"] = ["ogm_ge", "ogm_plain"]
+    params["experiment"].update(methods=["ogm_ge", "ogm_plain"], sweeps=[])
+    params["sweeps"] = {}
     config.validate(params)
     base = config.resolve_run(params, "synthav", "ogm_ge", 0)
     variant = config.resolve_run(params, "synthav", "ogm_plain", 0)

@@ -20,6 +20,7 @@ from mmbalance import config
 from mmbalance.engine.loop import CHECKPOINT, train
 from mmbalance.engine.metrics import classification_metrics
 from mmbalance.errors import MMBalanceError
+from tests.conftest import write_params
 
 CLI = [sys.executable, "-m", "mmbalance"]
 
@@ -113,7 +114,7 @@ def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) 
     reference_file = tmp_path / "reference.yaml"
     killed_file = tmp_path / "killed.yaml"
     for path, data in ((reference_file, reference_params), (killed_file, killed_params)):
-        path.write_text(json.dumps(data))
+        write_params(path, data)  # YAML: JSON's 1e-05 would read back as a string
 
     assert cli_train(reference_file, "ogm_ge", 0).wait(timeout=300) == 0
     run_dir = config.run_dir(killed_params, "synthav", "ogm_ge", 0)

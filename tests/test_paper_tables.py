@@ -9,6 +9,7 @@ import re
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -23,6 +24,8 @@ from mmbalance.report.paper_tables import build_paper_table, paper_table_stems, 
 from mmbalance.report.protocol_table import build_protocol_table
 from mmbalance.report.published import read_published, shipped
 from mmbalance.report.results import Results
+from mmbalance.report.sensitivity import sweep_stems
+from mmbalance.report.studies import study_stems
 from mmbalance.report.tables import Table
 from tests.conftest import tiny_params, write_params
 
@@ -30,12 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
 PROTOCOLS = ("val_selected", "best_test", "last")
 METRICS = {"acc": 0.0, "map": 0.05, "macro_f1": -0.01}
-# Rows that have no implementation: BalanceBenchmark-only methods, AUG's "MML w/ GB" and fixed
-# assignment, MIE's Normalized-MIE. A layout name outside these, the registry and params' variants
-# is a typo.
+# Rows that have no implementation: BalanceBenchmark-only methods, AUG's "MML w/ GB", MIE's
+# Normalized-MIE. A layout name outside these, the registry and params' variants is a typo.
 PLANNED = {
     "mmcosine", "umt", "mbsd", "cml", "relearning", "opm", "amco", "modality_valuation", "mml_gb",
-    "aug_fixed", "mie_normalized",
+    "mie_normalized",
 }  # fmt: skip
 # Published rows no layout shows: AUG's secondary parameter counts and times (not accuracies).
 NOT_TABULATED = {("aug_secondary_unverified", m) for m in ("params_million", "hours", "seconds")}
@@ -192,12 +194,23 @@ def write_run(root: Path, dataset: str, method: str, seed: int) -> Path:
     }
     (run / "metrics.json").write_text(json.dumps(metrics))
     write_history(run / "history.csv", seed, sv=method == "mie")
+    write_predictions(run / "predictions.npz", value(dataset, method, "val_selected", heads[0], "acc", seed))
     return run
+
+
+def write_predictions(path: Path, accuracy: float, n: int = 200) -> Path:
+    """Val-selected test predictions of ``n`` samples, the first ``accuracy · n`` classified correctly."""
+    labels = np.arange(n) % 3
+    correct = np.arange(n) < round(accuracy * n)
+    probs = np.full((n, 3), 0.1)
+    probs[np.arange(n), np.where(correct, labels, (labels + 1) % 3)] = 0.8
+    np.savez(path, labels=labels, ids=np.arange(n), fused=probs, audio=probs, video=probs)
+    return path
 
 
 def write_history(path: Path, seed: int, sv: bool) -> Path:
     """Four epochs of test accuracy per head; with ``sv``, singular values at epochs 1 and 3."""
-    columns = ["epoch", "alpha", "test_fused_acc", "test_audio_acc", "test_video_acc"]
+    columns = ["epoch", "alpha", "test_fused_acc", "test_audio_acc", "test_video_acc", "seconds"]
     if sv:
         columns += [
             f"sv_{m}_{layer}_{s}" for m in ("audio", "video") for layer in (0, 2, 3) for s in ("max", "mean")
@@ -207,6 +220,7 @@ def write_history(path: Path, seed: int, sv: bool) -> Path:
         writer.writeheader()
         for epoch in range(4):
             row = {"epoch": epoch, "alpha": 1.0 / (epoch + 1), "test_fused_acc": 0.5, "test_audio_acc": 0.6}
+            row["seconds"] = 2.0 + seed
             row["test_video_acc"] = 0.3 + 0.1 * epoch
             if sv and epoch in (1, 3):
                 row |= {c: 100.0 * (epoch + 1) + seed for c in columns if c.startswith("sv_")}
@@ -362,15 +376,20 @@ def test_tables_command_writes_the_declared_outputs_identically(tmp_path: Path) 
             data = json.loads((source / "metrics.json").read_text()) | {"run_id": run.parent.name}
             (run / "metrics.json").write_text(json.dumps(data))
             (run / "history.csv").write_text((source / "history.csv").read_text())
+            (run / "predictions.npz").write_bytes((source / "predictions.npz").read_bytes())
     assert main(["aggregate", "--params", str(params_file), "--dataset", "synthav"]) == 0
     outputs = []
     for out in ("a", "b"):
         assert main(["tables", "--params", str(params_file), "--out-dir", str(tmp_path / out)]) == 0
         outputs.append({p.name: p.read_bytes() for p in (tmp_path / out).iterdir()})
     assert outputs[0] == outputs[1]
-    figures = {f"synthav_{s}.{f}" for s in ("modality_curves", "modality_gap", "singular_values", "alpha")
+    sweeps = sweep_stems(params, "synthav")
+    assert len(sweeps) == len(params["experiment"]["sweeps"]) > 0  # the sweeps of params.yaml, none run
+    figure_stems = ["modality_curves", "modality_gap", "singular_values", "alpha", "training_cost"]
+    figures = {f"{s}.{f}" for s in [*(f"synthav_{s}" for s in figure_stems), *sweeps]
                for f in params["report"]["figure_formats"]}  # fmt: skip
-    tables = {f"{s}.{x}" for s in [*paper_table_stems(), *discrepancy_stems(), PROTOCOL_STEM, "synthav_main"]
+    tables = {f"{s}.{x}" for s in [*paper_table_stems(), *discrepancy_stems(), PROTOCOL_STEM, "synthav_main",
+              "synthav_significance", "synthav_training_cost", *study_stems(), *sweeps]
               for x in ("md", "csv", "tex")}  # fmt: skip
     assert set(outputs[0]) == figures | tables | {"metrics.json"}
     # Two seeds (the tiny params): MAP 0.78 + 0.05 and 0.80 + 0.05.

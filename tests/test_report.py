@@ -371,7 +371,8 @@ def test_curve_figures_follow_the_methods_declarations() -> None:
     from mmbalance.report.curves import curve_figures
 
     figures = {f.stem: f for f in curve_figures({}, ["concat", "lfm_h", "lfm_lb", "aug"], ["audio", "video"])}
-    assert set(figures) == {"alpha", "classifiers"}
+    assert set(figures) == {"alpha", "classifiers", "train_gap_loss"}
+    assert figures["train_gap_loss"].lines == {"aug": ("aug", "train_gap_loss")}
     assert figures["alpha"].lines == {"lfm_h": ("lfm_h", "alpha"), "lfm_lb": ("lfm_lb", "alpha")}
     assert figures["classifiers"].lines["aug: video"] == ("aug", "classifiers_video")
     assert curve_figures({}, ["concat", "sum"], ["audio", "video"]) == []

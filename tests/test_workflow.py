@@ -24,6 +24,7 @@ from dockerfile_parse import DockerfileParser
 from mmbalance import config as mmcfg
 from mmbalance.registry import ANALYSES, DATASETS
 from mmbalance.report.curves import curve_figures
+from mmbalance.report.sensitivity import sweep_stems
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -71,8 +72,9 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def n_train_jobs(params) -> int:
-    """Train jobs of the experiment matrix: datasets x methods (each job trains every seed)."""
-    return len(params["experiment"]["datasets"]) * len(mmcfg.experiment_methods(params))
+    """Train jobs of the experiment matrix and its sweeps: one per dataset x run name (each job
+    trains every seed of its run)."""
+    return sum(len(mmcfg.run_seeds(params, d)) for d in params["experiment"]["datasets"])
 
 
 @pytest.fixture(scope="module")
@@ -149,9 +151,17 @@ def test_run_paths_are_those_of_mmbalance_config(params):
     exp = params["experiment"]
     expected = {
         mmcfg.run_dir(params, d, m, s) / "metrics.json"
-        for d, m, s in itertools.product(exp["datasets"], mmcfg.experiment_methods(params), exp["seeds"])
+        for d in exp["datasets"]
+        for m, seeds in mmcfg.run_seeds(params, d).items()
+        for s in seeds
     }
     assert planned == expected
+    # the sweeps add runs: every point no experiment run serves, for the sweep seeds
+    matrix = {
+        mmcfg.run_dir(params, d, m, s) / "metrics.json"
+        for d, m, s in itertools.product(exp["datasets"], mmcfg.experiment_methods(params), exp["seeds"])
+    }
+    assert matrix < planned
     features = {Path(row[0]).parent for row in rows if row[2] == "extract"}
     assert features == {mmcfg.feature_dir(params, d) for d in exp["datasets"]}
 
@@ -309,7 +319,12 @@ def test_dvc_yaml_matches_params(params):
     figures = {
         f"{params['paths']['tables']}/{d}_{stem}.png"
         for d in params["experiment"]["datasets"]
-        for stem in ("modality_curves", "modality_gap", "singular_values")
+        for stem in ("modality_curves", "modality_gap", "singular_values", "training_cost")
+    }
+    figures |= {
+        f"{params['paths']['tables']}/{stem}.png"
+        for d in params["experiment"]["datasets"]
+        for stem in sweep_stems(params, d)
     }
     for dataset in params["experiment"]["datasets"]:
         modalities = list(DATASETS.get(dataset).modalities)
@@ -333,7 +348,9 @@ def test_paper_profile_over_every_real_dataset_builds_the_dag(project_with_param
     assert {"sarcasm_clip", "twitter2015_clip"} <= set(real) and len(raw) == len(real) - 1
     edited = copy.deepcopy(params)
     edited["profile"] = "paper"
-    edited["experiment"].update(datasets=["synthav", *real], methods=["concat", "ogm_ge"], seeds=[0, 1])
+    edited["experiment"].update(
+        datasets=["synthav", *real], methods=["concat", "ogm_ge"], seeds=[0, 1], sweeps=[]
+    )
     workdir = project_with_params(yaml.safe_dump(edited, sort_keys=False))
     result = snakemake(
         "--snakefile", REPO / "Snakefile", "--directory", workdir, "--dry-run", "--quiet", "rules"
@@ -349,7 +366,7 @@ def test_a_dataset_reading_another_raw_data_is_planned_from_it(project_with_para
     """`sarcasm_clip` alone: its extraction reads sarcasm's raw folder, which one `generate` job of
     sarcasm makes (the dataset wildcard also admits the raw dataset's name)."""
     edited = copy.deepcopy(params)
-    edited["experiment"].update(datasets=["sarcasm_clip"], methods=["concat"], seeds=[0])
+    edited["experiment"].update(datasets=["sarcasm_clip"], methods=["concat"], seeds=[0], sweeps=[])
     workdir = project_with_params(yaml.safe_dump(edited, sort_keys=False))
     result = snakemake("--snakefile", REPO / "Snakefile", "--directory", workdir, "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr

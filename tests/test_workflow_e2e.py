@@ -37,6 +37,10 @@ BIN = Path(sys.executable).parent
 METHODS = ["concat", "ogm_ge"]
 SEEDS = [0, 1]
 DATASET = "synthav"
+# One sensitivity sweep of OGM-GE's α for the first seed: 0.8 is the default (ogm_ge's own run), so
+# the sweep adds one run, SWEEP_POINT on seed 0.
+SWEEP = "ogm_ge_alpha"
+SWEEP_POINT = "ogm_ge_alpha_0p2"
 ENV = {
     **os.environ,
     # This venv's snakemake, dvc and mmbalance first: the jobs call `mmbalance` by name.
@@ -66,6 +70,9 @@ def tiny_params() -> dict:
         "experiment.seeds": SEEDS,
         "experiment.datasets": [DATASET],
         "train.embedded.synthav.epochs": 2,
+        f"sweeps.{SWEEP}.values": {"alpha": [0.2, 0.8]},
+        "experiment.sweeps": [SWEEP],
+        "experiment.sweep_seeds": 1,
     }
     params = mmcfg.apply_overrides(params, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     mmcfg.validate(params)
@@ -113,21 +120,31 @@ def test_snakemake_builds_tables_figures_and_report(project):
         for name in ("metrics.json", "history.csv", "predictions.npz", "train.log"):
             assert (run / name).is_file(), run / name
         assert (run / "ckpt").is_dir()
-    assert len(train_logs(project)) == len(METHODS)
-    assert len(list((project / "benchmarks" / "train").glob("**/*.tsv"))) == len(METHODS)
+    assert (project / mmcfg.run_dir(params, DATASET, SWEEP_POINT, 0) / "metrics.json").is_file()
+    assert not (project / mmcfg.run_dir(params, DATASET, SWEEP_POINT, 1)).exists()
+    assert len(train_logs(project)) == len(METHODS) + 1  # one job per method, one for the sweep point
+    assert len(list((project / "benchmarks" / "train").glob("**/*.tsv"))) == len(METHODS) + 1
     assert (project / "results" / DATASET / "summary.csv").is_file()
+    machine = json.loads((project / mmcfg.run_dir(params, DATASET, "concat", 0) / "metrics.json").read_text())
+    assert machine["machine"]["accelerator"] == "none (CPU)"
 
     tables = project / "paper_tables"
     for suffix in ("md", "csv", "tex"):
         assert (tables / f"{DATASET}_main.{suffix}").stat().st_size > 0
     assert (tables / f"{DATASET}_modality_curves.png").read_bytes().startswith(b"\x89PNG")
     assert (tables / f"{DATASET}_modality_curves.pdf").read_bytes().startswith(b"%PDF")
+    sweep = (tables / f"{DATASET}_sweep_{SWEEP}.md").read_text()
+    assert f"| 0.2 | {SWEEP_POINT} |" in sweep and "| 0.8 | ogm_ge (default) |" in sweep
+    assert (tables / f"{DATASET}_sweep_{SWEEP}.png").read_bytes().startswith(b"\x89PNG")
+    assert "Measured on: " in (tables / f"{DATASET}_training_cost.md").read_text()
+    assert "bootstrap Δ" in (tables / f"{DATASET}_significance.md").read_text()
 
     # (Outside the project: report.html is not part of the git or DVC content checked below.)
     report_html = project.parent / "report.html"
     sh(BIN / "snakemake", "--report", report_html, cwd=project)
     report = report_html.read_text()
     assert f"{DATASET}_main.csv" in report and f"{DATASET}_modality_curves.png" in report
+    assert f"{DATASET}_sweep_{SWEEP}.png" in report and f"{DATASET}_training_cost.png" in report
 
     assert "Nothing to be done" in sh(BIN / "snakemake", "--dry-run", cwd=project)
 
@@ -169,11 +186,11 @@ def test_dvc_round_trip_retrains_only_what_changed(project):
     features = project / mmcfg.feature_dir(mmcfg.load_params(project / "params.yaml"), DATASET)
     assert (features / "manifest.json").stat().st_mtime_ns > max(mtime for _, mtime in before.values())
     assert snapshot(runs) == before
-    assert len(train_logs(project)) == len(METHODS)
+    assert len(train_logs(project)) == len(METHODS) + 1
     assert "up to date" in sh(dvc, "status", cwd=project)
     shown = json.loads(sh(dvc, "metrics", "show", "--json", cwd=project, stdout_only=True))
     metrics = shown[""]["data"]["paper_tables/metrics.json"]["data"]
-    assert set(metrics[DATASET]) == set(METHODS)
+    assert set(metrics[DATASET]) == {*METHODS, SWEEP_POINT}
     plots = project.parent / "plots"
     sh(dvc, "plots", "show", "--out", plots, cwd=project)
     assert list(plots.glob("**/*.png")), "the image plot renders offline"
@@ -192,7 +209,8 @@ def test_dvc_round_trip_retrains_only_what_changed(project):
     assert "Running stage" not in output, output
     assert train_logs(clone) == []
 
-    # One method's hyper-parameter changes: only its runs (new run id) are trained.
+    # One method's hyper-parameter changes: only its runs (new run id) are trained, and the sweep's
+    # point α = 0.8, which is no longer OGM-GE's default, on the sweep's seed (0.2 keeps its run).
     params = mmcfg.load_params(clone / "params.yaml")
     params["methods"]["ogm_ge"]["alpha"] = params["methods"]["ogm_ge"]["alpha"] / 2
     write_params(clone, params)
@@ -200,9 +218,12 @@ def test_dvc_round_trip_retrains_only_what_changed(project):
     untouched = snapshot(concat_runs)
     sh(dvc, "repro", cwd=clone)
     trained = {log.with_suffix("").relative_to(clone / "logs" / "train") for log in train_logs(clone)}
-    expected = {mmcfg.run_dir(params, DATASET, "ogm_ge", 0).parent.relative_to(params["paths"]["results"])}
+    expected = {
+        mmcfg.run_dir(params, DATASET, method, 0).parent.relative_to(params["paths"]["results"])
+        for method in ("ogm_ge", "ogm_ge_alpha_0p8")
+    }
     assert trained == expected
-    assert len(train_logs(clone)) == 1
+    assert len(train_logs(clone)) == 2  # ogm_ge's job (every seed) and the sweep point's (its seed)
     assert snapshot(concat_runs) == untouched
     new_run_id = mmcfg.resolve_run(params, DATASET, "ogm_ge", 0)["run_id"]
     assert new_run_id in (clone / "results" / DATASET / "summary.csv").read_text()

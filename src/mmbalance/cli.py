@@ -243,10 +243,12 @@ def cmd_train(args: argparse.Namespace, params: dict) -> None:
 
 
 def configured_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
-    """``{method: [run dir per seed]}`` of the experiment matrix for one dataset."""
-    seeds = params["experiment"]["seeds"]
-    methods = config.experiment_methods(params)
-    return {m: [config.run_dir(params, dataset, m, s) for s in seeds] for m in methods}
+    """``{method: [run dir per seed]}`` of the matrix for one dataset: the experiment's methods and the
+    runs of its sweeps (:func:`mmbalance.config.run_seeds`)."""
+    return {
+        m: [config.run_dir(params, dataset, m, s) for s in seeds]
+        for m, seeds in config.run_seeds(params, dataset).items()
+    }
 
 
 def finished_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
@@ -275,6 +277,7 @@ def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
 
 
 def cmd_tables(args: argparse.Namespace, params: dict) -> None:
+    from mmbalance.report.costs import write_training_cost
     from mmbalance.report.curves import curve_figures
     from mmbalance.report.discrepancies import write_discrepancy_tables
     from mmbalance.report.figures import (
@@ -287,6 +290,14 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
     from mmbalance.report.paper_tables import write_paper_tables
     from mmbalance.report.protocol_table import write_protocol_table
     from mmbalance.report.results import Results
+    from mmbalance.report.sensitivity import write_sweeps
+    from mmbalance.report.significance import Settings
+    from mmbalance.report.significance_table import (
+        main_table_marks,
+        main_table_notes,
+        write_significance_table,
+    )
+    from mmbalance.report.studies import write_studies
     from mmbalance.report.tables import write_main_table
 
     out_dir = Path(args.out_dir or params["paths"]["tables"])
@@ -298,16 +309,38 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
     for dataset, summary in summaries.items():
         if not summary.is_file():
             raise MMBalanceError(f"{summary}: not found; run `mmbalance aggregate --dataset {dataset}` first")
+    settings = Settings.of(params)
+    finished = {dataset: finished_runs(params, dataset) for dataset in datasets}
+    every = {
+        d: {m: [run / "history.csv" for run in dirs] for m, dirs in runs.items()}
+        for d, runs in finished.items()
+    }
+    predictions = {
+        d: {m: [run / "predictions.npz" for run in dirs] for m, dirs in runs.items()}
+        for d, runs in finished.items()
+    }
+    results = Results(summaries, every, predictions)
     histories = {}
     modalities = {}
     written: list[Path] = []
     for dataset in datasets:
         modalities[dataset] = list(DATASETS.get(dataset).modalities)
-        finished = finished_runs(params, dataset)
-        histories[dataset] = {m: [d / "history.csv" for d in finished.get(m, [])] for m in methods}
+        histories[dataset] = {m: every[dataset].get(m, []) for m in methods}
+        marks = main_table_marks(results, dataset, methods, settings)
         written += write_main_table(
-            summaries[dataset], out_dir, dataset, methods, modalities[dataset], ddof=ddof
+            summaries[dataset],
+            out_dir,
+            dataset,
+            methods,
+            modalities[dataset],
+            ddof=ddof,
+            marks=marks,
+            mark_notes=main_table_notes(settings, dataset, len(params["experiment"]["seeds"])),
         )
+        written += write_significance_table(results, out_dir, dataset, methods, settings, ddof=ddof)
+        written += write_sweeps(results, params, out_dir, dataset, formats, ddof=ddof)
+        costs = {m: finished[dataset].get(m, []) for m in methods}
+        written += write_training_cost(costs, out_dir, dataset, formats, ddof=ddof)
         figure = out_dir / f"{dataset}_modality_curves"
         written += plot_modality_curves(histories[dataset], figure, modalities[dataset], formats, ddof=ddof)
         figure = out_dir / f"{dataset}_modality_gap"
@@ -319,9 +352,9 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
             title = f"{dataset}: {curves.stem} per epoch"
             figure = out_dir / f"{dataset}_{curves.stem}"
             written += plot_history_columns(lines, figure, curves.ylabel, title, formats, ddof=ddof)
-    results = Results(summaries, histories)
     written += write_paper_tables(results, out_dir, datasets, ddof=ddof)
-    written += write_discrepancy_tables(results, out_dir, datasets, ddof=ddof)
+    written += write_discrepancy_tables(results, out_dir, datasets, ddof=ddof, settings=settings)
+    written += write_studies(results, out_dir, datasets, modalities, settings, ddof=ddof)
     written += write_protocol_table(results, out_dir, methods, modalities, ddof=ddof)
     written.append(write_headline_metrics(summaries, out_dir / "metrics.json"))
     for path in written:
@@ -353,8 +386,9 @@ def cmd_runs(args: argparse.Namespace, params: dict) -> None:
 
     rows = []
     for dataset in params["experiment"]["datasets"]:
+        seeds = config.run_seeds(params, dataset)
         for method, dirs in configured_runs(params, dataset).items():
-            for seed, run_dir in zip(params["experiment"]["seeds"], dirs, strict=True):
+            for seed, run_dir in zip(seeds[method], dirs, strict=True):
                 if (run_dir / "metrics.json").is_file():
                     status = "done"
                 elif checkpoint_path(run_dir).is_file():

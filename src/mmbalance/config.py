@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from mmbalance import __version__
+from mmbalance import __version__, sweeps
 from mmbalance.errors import ConfigError
 from mmbalance.registry import ANALYSES, DATASETS, METHODS
 
@@ -113,6 +113,7 @@ def validate(params: Any, source: str = "params.yaml") -> None:
                 raise ConfigError(f"{source}: {exc}") from exc
     validate_text_tokenizers(params, source)
     validate_variants(params, source)
+    sweeps.validate(params, source)
     for method in experiment_methods(params, source=source):
         base_method(params, method)
     for method in params["methods"]:
@@ -220,6 +221,20 @@ def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -
     return methods
 
 
+def run_seeds(params: Mapping[str, Any], dataset: str) -> dict[str, list[int]]:
+    """Every run of ``dataset`` to train and report, as ``{method: seeds}``: the experiment's methods
+    with ``experiment.seeds``, then the runs of the selected sweeps (points not served by an
+    experiment run, the swept methods' defaults, the references) with ``experiment.sweep_seeds``.
+    A variant that does not apply to ``dataset`` (:func:`applies`) is left out."""
+    seeds = list(params["experiment"]["seeds"])
+    runs = {method: list(seeds) for method in experiment_methods(params) if applies(params, method, dataset)}
+    extra = sweeps.seeds(params)
+    for method in sweeps.runs(params, dataset):
+        have = runs.setdefault(method, [])
+        runs[method] = [s for s in seeds if s in have or s in extra]
+    return runs
+
+
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Read, override and validate ``params.yaml``."""
     params = apply_overrides(read_yaml(path) or {}, overrides)
@@ -263,9 +278,16 @@ def typed_options(defaults: Any, overrides: Mapping[str, Any], where: str) -> di
     return merged
 
 
+def all_variants(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``variants:`` of ``params`` and the generated variant of every sweep point
+    (:mod:`mmbalance.sweeps`)."""
+    return {**sweeps.variants(params), **(params.get("variants", {}) or {})}
+
+
 def base_method(params: Mapping[str, Any], name: str) -> str:
-    """The registered method behind ``name``: ``name`` itself, or the ``method`` of ``variants.<name>``."""
-    variant = params.get("variants", {}).get(name)
+    """The registered method behind ``name``: ``name`` itself, or the ``method`` of its variant
+    (``variants.<name>`` or a sweep point)."""
+    variant = all_variants(params).get(name)
     if variant is None:
         METHODS.get(name)
         return name
@@ -295,15 +317,38 @@ def method_options(
             where = f"train.{profile}.{dataset}.methods.{base}"
             options = typed_options(cls.Options(**options), per_dataset, where=where)
         if base != method:
-            variant = params["variants"][method].get("options", {}) or {}
+            variant = all_variants(params)[method].get("options", {}) or {}
             options = typed_options(cls.Options(**options), variant, where=f"variants.{method}.options")
         return options
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
 
 
+def applies(params: Mapping[str, Any], method: str, dataset: str) -> bool:
+    """Whether ``method`` runs on ``dataset``: always, except a variant whose ``train`` block names a
+    key that the dataset's preset lacks (e.g. ResNet34 ``audio``/``video`` encoders on image–text)."""
+    try:
+        train_config(params, dataset, method)
+    except ConfigError:
+        return False
+    return True
+
+
+def _validate_train_block(params: Mapping[str, Any], name: str, source: str) -> None:
+    """A variant's ``train`` block must fit some dataset preset of some profile: a key that none has
+    is a typo, reported for the first preset."""
+    presets = [({**params, "profile": p}, d) for p, block in params["train"].items() for d in block]
+    if any(applies(profile_params, name, dataset) for profile_params, dataset in presets):
+        return
+    try:
+        train_config(*presets[0], name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc} (no dataset preset has it)") from exc
+
+
 def validate_variants(params: Mapping[str, Any], source: str) -> None:
-    """A variant is a registered method with options; its name must not shadow a registered one."""
+    """A variant is a registered method with options; its name must not shadow a registered one; its
+    ``train`` block must fit some dataset preset (:func:`applies`)."""
     registered = set(METHODS.names())
     for name, variant in params.get("variants", {}).items():
         if name in registered:
@@ -314,6 +359,8 @@ def validate_variants(params: Mapping[str, Any], source: str) -> None:
                 f"{source}: variants.{name}.method: unknown method '{variant['method']}' (known: {known})"
             )
         method_options(params, name, source=source)
+        if variant.get("train"):
+            _validate_train_block(params, name, source)
 
 
 def short_hash(obj: Any) -> str:
@@ -345,15 +392,35 @@ def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     return _dataset_block(params["features"][profile], dataset, f"features.{profile}")
 
 
-def train_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+def train_config(params: Mapping[str, Any], dataset: str, method: str | None = None) -> dict[str, Any]:
     """The dataset's training preset, without its per-dataset ``methods`` block (which enters a run
     through :func:`method_options`, so it moves only the run ids of the methods it names) and its
-    ``keep_epochs`` (which enters through :func:`kept_epochs`, joined with the Grad-CAM analysis's)."""
+    ``keep_epochs`` (which enters through :func:`kept_epochs`, joined with the Grad-CAM analysis's); for
+    a variant with a ``train`` block (e.g. other encoders: AUG Table 4's ResNet34), that block merged
+    over the preset, key by key. A key the preset does not have is an error naming it (such a
+    variant does not apply to the dataset: :func:`applies`)."""
     profile = params["profile"]
     block = _dataset_block(params["train"][profile], dataset, f"train.{profile}")
     block.pop("methods", None)
     block.pop("keep_epochs", None)
+    override = all_variants(params).get(method, {}).get("train") if method is not None else None
+    if override:
+        _merge_existing(block, override, f"variants.{method}.train", f"train.{profile}.{dataset}")
     return block
+
+
+def _merge_existing(block: dict[str, Any], override: Mapping[str, Any], where: str, preset: str) -> None:
+    """Merge ``override`` into ``block`` in place; every key must exist in ``block``."""
+    for key, value in override.items():
+        if key not in block:
+            allowed = ", ".join(sorted(block))
+            raise ConfigError(
+                f"unknown key '{where}.{key}': {preset} has no '{key}' (allowed here: {allowed})"
+            )
+        if isinstance(value, Mapping) and isinstance(block[key], dict):
+            _merge_existing(block[key], value, f"{where}.{key}", f"{preset}.{key}")
+        else:
+            block[key] = copy.deepcopy(value)
 
 
 def data_id(params: Mapping[str, Any], dataset: str) -> str:
@@ -393,7 +460,7 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
         "data": data_config(params, dataset),
         "features": feature_config(params, dataset),
         "feature_id": feature_id(params, dataset),
-        "train": train_config(params, dataset),
+        "train": train_config(params, dataset, method),
         "profile": params["profile"],
         "seed": int(seed),
     }

@@ -20,6 +20,10 @@ from mmbalance.report.curves import curve_figures
 from mmbalance.report.discrepancies import discrepancy_stems
 from mmbalance.report.paper_tables import paper_table_stems
 from mmbalance.report.protocol_table import PROTOCOL_STEM
+from mmbalance.report.sensitivity import sweep_stems
+from mmbalance.report.significance_table import SIGNIFICANCE_STEM
+from mmbalance.report.costs import COST_STEM
+from mmbalance.report.studies import study_stems
 
 # Every shell command passes this file to the CLI, which re-reads it; Snakemake's own copy
 # (`configfile:` in the Snakefile) must therefore be exactly its content (checked below).
@@ -74,6 +78,11 @@ DATASETS = config["experiment"]["datasets"]
 RAW_DATASETS = sorted({mmcfg.raw_dataset(dataset) for dataset in DATASETS})
 METHODS = mmcfg.experiment_methods(config)
 SEEDS = config["experiment"]["seeds"]
+# Every run to train per dataset, {method: seeds}: the experiment's methods and the runs of its
+# sensitivity sweeps (points that no experiment run serves, their defaults and references).
+RUNS = {dataset: mmcfg.run_seeds(config, dataset) for dataset in DATASETS}
+RUN_NAMES = sorted({method for runs in RUNS.values() for method in runs})
+N_RUNS = sum(len(seeds) for runs in RUNS.values() for seeds in runs.values())
 DATA = config["paths"]["data"]
 RESULTS = config["paths"]["results"]
 TABLES = config["paths"]["tables"]
@@ -93,7 +102,7 @@ TRAIN_RESOURCES = {
 
 wildcard_constraints:
     dataset="|".join(sorted(set(DATASETS) | set(RAW_DATASETS))),
-    method="|".join(METHODS),
+    method="|".join(RUN_NAMES),
     data_id=HASH,
     feature_id=rf"[a-z0-9_]+-{HASH}",
     run_id=HASH,
@@ -110,22 +119,41 @@ def feature_manifest(dataset):
 
 
 def run_files(name, datasets=None):
-    """`name` (e.g. metrics.json) in every run dir of the matrix, optionally for some datasets."""
+    """`name` (e.g. metrics.json) in every run dir of the matrix (sweep runs included),
+    optionally for some datasets."""
     return [
         str(mmcfg.run_dir(config, dataset, method, seed) / name)
-        for dataset, method, seed in itertools.product(
-            datasets or DATASETS, METHODS, SEEDS
-        )
+        for dataset in datasets or DATASETS
+        for method, seeds in RUNS[dataset].items()
+        for seed in seeds
     ]
 
 
-def seed_files(name):
-    """`name` in the run dir of every seed of the experiment, with the {dataset}, {method} and
-    {run_id} wildcards of the train rule: one job trains all seeds of a run."""
+def seed_files(name, seeds):
+    """`name` in the run dir of each of `seeds`, with the {dataset}, {method} and {run_id}
+    wildcards of a train rule: one job trains all seeds of a run."""
     return [
         f"{RESULTS}/{{dataset}}/{{method}}/{{run_id}}/seed{seed}/{name}"
-        for seed in SEEDS
+        for seed in seeds
     ]
+
+
+def seed_groups():
+    """The runs grouped by their seeds, {seeds: [method, ...]}: one train rule per group, since a
+    rule's outputs (one set per seed) cannot vary between its jobs. Experiment methods train every
+    seed of experiment.seeds; sweep points only experiment.sweep_seeds of them."""
+    seeds_of = {}
+    for dataset, runs in RUNS.items():
+        for method, seeds in runs.items():
+            if seeds_of.setdefault(method, tuple(seeds)) != tuple(seeds):
+                raise WorkflowError(
+                    f"{method} would train seeds {seeds_of[method]} on one dataset and {tuple(seeds)}"
+                    f" on {dataset}; a run name must have the same seeds on every dataset"
+                )
+    groups = {}
+    for method, seeds in sorted(seeds_of.items()):
+        groups.setdefault(seeds, []).append(method)
+    return groups
 
 
 def summary_csv(dataset):
@@ -149,6 +177,33 @@ def comparison_table_files():
     return [
         f"{TABLES}/{stem}.{suffix}"
         for stem in [*discrepancy_stems(), PROTOCOL_STEM]
+        for suffix in ("md", "csv", "tex")
+    ]
+
+
+def dataset_table_files(stem):
+    """`<dataset>_<stem>` tables of every dataset in every format (md, csv, tex)."""
+    return [
+        f"{TABLES}/{dataset}_{stem}.{suffix}"
+        for dataset, suffix in itertools.product(DATASETS, ("md", "csv", "tex"))
+    ]
+
+
+def sweep_files(suffixes):
+    """The figure and table of every selected sweep on every dataset, in the `suffixes` given."""
+    return [
+        f"{TABLES}/{stem}.{suffix}"
+        for dataset in DATASETS
+        for stem in sweep_stems(config, dataset)
+        for suffix in suffixes
+    ]
+
+
+def study_table_files():
+    """The "ours only" tables (AUG Tables 2-4), per protocol, in every format."""
+    return [
+        f"{TABLES}/{stem}.{suffix}"
+        for stem in study_stems()
         for suffix in ("md", "csv", "tex")
     ]
 

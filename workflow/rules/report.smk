@@ -28,6 +28,10 @@ rule tables:
     input:
         summaries=[summary_csv(dataset) for dataset in DATASETS],
         histories=run_files("history.csv"),
+        # the bootstrap of the significance marks reads the val-selected test predictions; the
+        # training-cost table the machine recorded in metrics.json
+        predictions=run_files("predictions.npz"),
+        metrics=run_files("metrics.json"),
         sources=REPORT_SOURCES,
     output:
         main_csv=report(
@@ -80,6 +84,36 @@ rule tables:
             history_figure_files(),
             category="Figures",
             caption="../report/history_figures.rst",
+        ),
+        significance=report(
+            dataset_table_files(SIGNIFICANCE_STEM),
+            category="Tables",
+            caption="../report/significance.rst",
+        ),
+        studies=report(
+            study_table_files(),
+            category="Tables",
+            caption="../report/studies.rst",
+        ),
+        sweep_figures=report(
+            sweep_files(FIGURE_FORMATS),
+            category="Sweeps",
+            caption="../report/sweeps.rst",
+        ),
+        sweep_tables=report(
+            sweep_files(("md", "csv", "tex")),
+            category="Sweeps",
+            caption="../report/sweeps.rst",
+        ),
+        cost_tables=report(
+            dataset_table_files(COST_STEM),
+            category="Tables",
+            caption="../report/training_cost.rst",
+        ),
+        cost_figures=report(
+            dataset_figure_files(COST_STEM),
+            category="Figures",
+            caption="../report/training_cost.rst",
         ),
         # Headline numbers for `dvc metrics show` (the top-level metrics of dvc.yaml).
         metrics=f"{TABLES}/metrics.json",

@@ -9,34 +9,40 @@
 # resume instead of starting over (finished seeds only rewrite their outputs).
 
 
-rule train:
-    input:
-        features=ancient_input(feature_manifest),
-    output:
-        metrics=seed_files("metrics.json"),
-        history=seed_files("history.csv"),
-        predictions=seed_files("predictions.npz"),
-    log:
-        "logs/train/{dataset}/{method}/{run_id}.log",
-    benchmark:
-        "benchmarks/train/{dataset}/{method}/{run_id}.tsv"
-    threads: TRAIN_RESOURCES["threads"]
-    resources:
-        gpu=1,
-        mem_mb=TRAIN_RESOURCES["mem_mb"],
-        runtime=TRAIN_RESOURCES["runtime"] * len(SEEDS),
-    params:
-        params_file=PARAMS_FILE,
-        seeds=" ".join(f"--seed {seed}" for seed in SEEDS),
-    message:
-        "Training {wildcards.method} on {wildcards.dataset}, seeds {SEEDS} (run {wildcards.run_id})"
-    # with_gpu.sh sets CUDA_VISIBLE_DEVICES to a free GPU (Snakemake counts GPUs but never
-    # assigns ids) and runs the command unchanged on a machine without GPUs. The path is
-    # relative to the project root, where Snakemake, SLURM jobs and the container start.
-    shell:
-        "workflow/scripts/with_gpu.sh mmbalance train --params {params.params_file}"
-        " --dataset {wildcards.dataset} --method {wildcards.method} {params.seeds}"
-        " --run-id {wildcards.run_id} --threads {threads} --quiet > {log} 2>&1"
+for seeds, methods in seed_groups().items():
+
+    rule:
+        name:
+            "train" if tuple(seeds) == tuple(SEEDS) else f"train_{len(seeds)}_seeds"
+        input:
+            features=ancient_input(feature_manifest),
+        output:
+            metrics=seed_files("metrics.json", seeds),
+            history=seed_files("history.csv", seeds),
+            predictions=seed_files("predictions.npz", seeds),
+        log:
+            "logs/train/{dataset}/{method}/{run_id}.log",
+        benchmark:
+            "benchmarks/train/{dataset}/{method}/{run_id}.tsv"
+        wildcard_constraints:
+            method="|".join(methods),
+        threads: TRAIN_RESOURCES["threads"]
+        resources:
+            gpu=1,
+            mem_mb=TRAIN_RESOURCES["mem_mb"],
+            runtime=TRAIN_RESOURCES["runtime"] * len(seeds),
+        params:
+            params_file=PARAMS_FILE,
+            seeds=" ".join(f"--seed {seed}" for seed in seeds),
+        message:
+            "Training {wildcards.method} on {wildcards.dataset}, {params.seeds} (run {wildcards.run_id})"
+        # with_gpu.sh sets CUDA_VISIBLE_DEVICES to a free GPU (Snakemake counts GPUs but never
+        # assigns ids) and runs the command unchanged on a machine without GPUs. The path is
+        # relative to the project root, where Snakemake, SLURM jobs and the container start.
+        shell:
+            "workflow/scripts/with_gpu.sh mmbalance train --params {params.params_file}"
+            " --dataset {wildcards.dataset} --method {wildcards.method} {params.seeds}"
+            " --run-id {wildcards.run_id} --threads {threads} --quiet > {log} 2>&1"
 
 
 # Target of the DVC `train` stage: every run of the matrix plus the per-dataset summaries,

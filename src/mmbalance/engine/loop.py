@@ -34,6 +34,7 @@ from mmbalance.engine.checkpoint import (
 from mmbalance.engine.clip_sampling import clip_sampling
 from mmbalance.engine.convergence import run_convergence
 from mmbalance.engine.evaluate import evaluate
+from mmbalance.engine.machine import describe as describe_machine
 from mmbalance.engine.metrics import modality_gaps
 from mmbalance.engine.optim import Schedule, build_optimizer
 from mmbalance.engine.protocols import protocol_metrics
@@ -296,6 +297,7 @@ class Trainer:
             # listed/found/missing clips per split, for datasets that can miss some (none for synthav)
             **({"clips": self.clips} if self.clips is not None else {}),
             "epochs_trained": len(self.history),
+            "machine": describe_machine(self.device),
             "config": self.cfg,
             "config_hash": self.cfg["run_id"],
         }

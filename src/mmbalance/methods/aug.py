@@ -36,10 +36,22 @@ Paper-vs-code variants (methods.md §A3.5) and their switches, defaults first:
 * ``merge_weights``: fused logits ``Σ_o w_o F_o``; default the code's ``merge_alpha`` 0.4/0.6
   (paper silent). Must list one weight per modality.
 * Not implemented: the April-2025 upload's ``w_network`` gating (not in the paper, gone in HEAD).
+
+The paper's further experiments (methods.md §A3.1), as options:
+
+* ``loss_terms`` (Table 2's ablation): which of ``eps``, ``eps_all``, ``eps_pre`` enter ``L_SUB``
+  once a modality has two classifiers (with one, ``CE(F_o, y)`` is the loss whatever is dropped).
+* ``n_fix`` (Table 3, fixed against adaptive assignment): ``0`` = ACA; ``n > 0`` = no ACA, the modality
+  ``fixed_modality`` (``""``: the dataset's last, video on the audio–video datasets, the weak one on
+  CREMA-D) has ``n`` classifiers from the first step, every other modality one. The paper's text
+  does not say how its fixed classifiers are placed; this is our reading.
+* ``gap_loss`` (Theorem 1, Figures 6–7) is logged per epoch: ``G = L_SUB(a) − L_SUB(v)`` of the first
+  two modalities, the mean over the epoch's batches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -67,15 +79,24 @@ def residual_labels(parts: torch.Tensor, y: torch.Tensor, lam: float, form: str)
     return onehot - lam * onehot * confidence
 
 
-def boosting_loss(parts: torch.Tensor, y: torch.Tensor, lam: float, form: str) -> dict[str, torch.Tensor]:
-    """``L = ε + ε_all + ε_pre`` (Eq. 6) of one modality, with its terms; ``CE(F, y)`` when ``t = 1``."""
+LOSS_TERMS = ("eps", "eps_all", "eps_pre")
+
+
+def boosting_loss(
+    parts: torch.Tensor, y: torch.Tensor, lam: float, form: str, terms: Sequence[str] = LOSS_TERMS
+) -> dict[str, torch.Tensor]:
+    """``L = ε + ε_all + ε_pre`` (Eq. 6) of one modality, with its terms; ``CE(F, y)`` when ``t = 1``.
+
+    ``terms`` keeps a subset of the three in ``loss`` (AUG Table 2's ablation); all three are returned.
+    """
     eps_all = F.cross_entropy(parts.sum(0), y)
     if parts.shape[0] == 1:
         return {"loss": eps_all, "eps_all": eps_all}
     previous, newest = parts[:-1], parts[-1]
     eps = F.cross_entropy(newest, residual_labels(previous, y, lam, form))
     eps_pre = F.cross_entropy(previous.sum(0), y)
-    return {"loss": eps + eps_all + eps_pre, "eps": eps, "eps_all": eps_all, "eps_pre": eps_pre}
+    values = {"eps": eps, "eps_all": eps_all, "eps_pre": eps_pre}
+    return {"loss": sum(values[name] for name in terms), **values}
 
 
 def assign_classifier(scores: dict[str, float], rule: str, sigma: float, tau: float) -> str | None:
@@ -106,7 +127,10 @@ def assign_classifier(scores: dict[str, float], rule: str, sigma: float, tau: fl
 class AUG(Method):
     """Boosted per-modality classifiers over a shared head, grown on the weak modality."""
 
-    curves: ClassVar[dict[str, str]] = {"classifiers_{modality}": "classifiers per modality"}
+    curves: ClassVar[dict[str, str]] = {
+        "classifiers_{modality}": "classifiers per modality",
+        "train_gap_loss": "gap loss G = L(first modality) − L(second)",
+    }
 
     @dataclass
     class Options:
@@ -123,6 +147,9 @@ class AUG(Method):
         update: str = field(default="joint", metadata={"choices": ("joint", "per_modality")})
         merge_weights: tuple[float, ...] = (0.4, 0.6)
         hidden: int = 256
+        loss_terms: list = field(default_factory=lambda: list(LOSS_TERMS))
+        n_fix: int = 0
+        fixed_modality: str = ""
 
     def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
         super().__init__(options, spec)
@@ -131,7 +158,17 @@ class AUG(Method):
                 f"methods.aug.merge_weights: {len(self.options.merge_weights)} weights for "
                 f"{len(self.modalities)} modalities {self.modalities}"
             )
-        self.added: list[str] = []
+        terms = self.options.loss_terms
+        if not terms or len(set(terms)) != len(terms) or set(terms) - set(LOSS_TERMS):
+            raise ConfigError(f"methods.aug.loss_terms: distinct names of {list(LOSS_TERMS)}, got {terms}")
+        if self.options.n_fix < 0:
+            raise ConfigError(
+                f"methods.aug.n_fix: 0 (adaptive) or a number of classifiers, got {self.options.n_fix}"
+            )
+        fixed = self.options.fixed_modality or self.modalities[-1]
+        if fixed not in self.modalities:
+            raise ConfigError(f"methods.aug.fixed_modality: '{fixed}' is not one of {self.modalities}")
+        self.added: list[str] = [fixed] * max(self.options.n_fix - 1, 0)
         """Modality of each added classifier, in the order of addition (= optimiser group order)."""
         self.confidence: dict[str, float] = {}
         self.score_sums = dict.fromkeys(self.modalities, 0.0)
@@ -190,7 +227,8 @@ class AUG(Method):
     ) -> dict[str, torch.Tensor]:
         """The boosting loss terms of one modality; adds its batch confidence ``Σ_i softmax(F_o)_i[y_i]``."""
         parts = ctx.model.fusion.classifier_logits(modality, feature)
-        terms = boosting_loss(parts, y, self.options.residual_lambda, self.options.residual_form)
+        opts = self.options
+        terms = boosting_loss(parts, y, opts.residual_lambda, opts.residual_form, opts.loss_terms)
         score = parts.detach().sum(0).softmax(dim=1).gather(1, y[:, None]).sum()
         self.score_sums[modality] += float(score)
         return terms
@@ -222,6 +260,8 @@ class AUG(Method):
                 param.grad = grad
         for m, t in terms.items():
             logs.update({f"{k}_{m}": float(v.detach()) for k, v in t.items()})
+        first, second = self.modalities[:2]
+        logs["gap_loss"] = logs[f"loss_{first}"] - logs[f"loss_{second}"]
         return {"loss": float(total.detach()), **logs}
 
     def on_epoch_start(self, ctx: Context) -> Logs:
@@ -230,6 +270,8 @@ class AUG(Method):
         return {f"classifiers_{m}": float(n) for m, n in self.counts().items()}
 
     def assignment_due(self, epoch: int, num_epochs: int) -> bool:
+        if self.options.n_fix:
+            return False
         period = self.options.t_n or max(1, num_epochs // 10)
         return (epoch == 0 and self.options.assign_after_first_epoch) or (epoch + 1) % period == 0
 

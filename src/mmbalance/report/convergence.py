@@ -15,7 +15,7 @@ from typing import Any
 
 from mmbalance.report.aggregate import CONVERGED, CONVERGENCE
 
-MARK = "†"
+MARK = "‡"
 RULE_REFERENCE = (
     "the rule of docs/tables.md (the validation accuracy of the last quarter of the epochs neither "
     "trends up nor reaches a new best by more than 2 points)"

@@ -24,6 +24,7 @@ from mmbalance.report.convergence import Marks
 from mmbalance.report.layouts import OUR_METRICS
 from mmbalance.report.paper_tables import PAPER_PROTOCOLS
 from mmbalance.report.results import Results, Stat, paired_difference
+from mmbalance.report.significance import Settings, compare, rule_notes
 from mmbalance.report.tables import NO_STD, NOT_APPLICABLE, NOT_RUN, PROTOCOLS, Table, format_pct, write_table
 
 DISCREPANCY_STEM = "discrepancies"
@@ -78,9 +79,17 @@ def _shown(
 
 
 def _effect(
-    results: Results, marks: Marks, dataset: str, pair: Pair, protocol: str, metric: str, ddof: int
+    results: Results,
+    marks: Marks,
+    dataset: str,
+    pair: Pair,
+    protocol: str,
+    metric: str,
+    ddof: int,
+    settings: Settings | None,
 ) -> str:
-    """switched − reference of ``metric``: paired per seed where the seeds agree."""
+    """switched − reference of ``metric``: paired per seed where the seeds agree; with ``settings``,
+    the significance marks after the difference; the convergence mark when a run did not converge."""
     if not (results.ran(dataset, pair.reference) and results.ran(dataset, pair.switched)):
         return NOT_RUN
     key = OUR_METRICS[metric]
@@ -91,10 +100,14 @@ def _effect(
     paired = paired_difference(first, second)
     if paired is not None:
         stat = Stat.of(paired, ddof)
-        text = format_pct(stat.mean, stat.std)
+        shown = format_pct(stat.mean, stat.std)
+        if settings is not None:
+            found = compare(results, dataset, pair.switched, pair.reference, protocol, settings, metric=key)
+            mark = found.marks(settings.alpha) if found is not None else ""
+            shown += f" {mark}" if mark else ""
     else:
-        text = format_pct(Stat.of(second, ddof).mean - Stat.of(first, ddof).mean, math.nan)
-    return marks(text, dataset, pair.reference, pair.switched)
+        shown = format_pct(Stat.of(second, ddof).mean - Stat.of(first, ddof).mean, math.nan)
+    return marks(shown, dataset, pair.reference, pair.switched)
 
 
 def build_discrepancy_table(
@@ -103,8 +116,10 @@ def build_discrepancy_table(
     protocol: str,
     ddof: int = 1,
     pairs: Sequence[Pair] | None = None,
+    settings: Settings | None = None,
 ) -> Table:
-    """The discrepancy table under ``protocol``, one column group per dataset of ``datasets``."""
+    """The discrepancy table under ``protocol``, one column group per dataset of ``datasets``; with
+    ``settings``, the Δ ACC cells carry the significance marks (:mod:`mmbalance.report.significance`)."""
     metrics, default_pairs = load_pairs()
     pairs = default_pairs if pairs is None else pairs
     first = metrics[0]
@@ -118,7 +133,19 @@ def build_discrepancy_table(
                 _shown(results, marks, dataset, run, protocol, first, ddof)
                 for run in (pair.reference, pair.switched)
             ]
-            cells += [_effect(results, marks, dataset, pair, protocol, metric, ddof) for metric in metrics]
+            cells += [
+                _effect(
+                    results,
+                    marks,
+                    dataset,
+                    pair,
+                    protocol,
+                    metric,
+                    ddof,
+                    settings if metric == first else None,
+                )
+                for metric in metrics
+            ]
         rows.append(cells)
     label, definition = PROTOCOLS[protocol]
     std_kind = "sample std (ddof=1)" if ddof == 1 else f"std with ddof={ddof}"
@@ -138,6 +165,11 @@ def build_discrepancy_table(
             "reference (docs/methods.md lists the differences; the spec section is in brackets). "
             "'Switched reads' says whose reading the switch gives: the released code's, the paper's or "
             "BalanceBenchmark's.",
+            *(
+                _mark_notes(results, datasets, pairs, protocol, first, settings)
+                if settings is not None
+                else []
+            ),
             *missing_clip_notes(results, datasets),
             *marks.notes(),
         ],
@@ -146,11 +178,36 @@ def build_discrepancy_table(
     )
 
 
+def _mark_notes(
+    results: Results,
+    datasets: Sequence[str],
+    pairs: Sequence[Pair],
+    protocol: str,
+    first: str,
+    settings: Settings,
+) -> list[str]:
+    """The significance rule for the marked Δ cells, with the fewest seeds any pair has."""
+    seeds = [
+        len(values)
+        for dataset in datasets
+        for pair in pairs
+        if (values := results.values(dataset, pair.switched, protocol, "fused", OUR_METRICS[first]))
+    ]
+    notes = rule_notes(settings, min(seeds) if seeds else None, bootstrap=protocol == "val_selected")
+    return [f"Δ {first}: {notes[0]}", *notes[1:]]
+
+
 def write_discrepancy_tables(
-    results: Results, out_dir: Path, datasets: Sequence[str], *, ddof: int = 1
+    results: Results,
+    out_dir: Path,
+    datasets: Sequence[str],
+    *,
+    ddof: int = 1,
+    settings: Settings | None = None,
 ) -> list[Path]:
     """Write the discrepancy table under each protocol (Markdown, CSV, LaTeX)."""
     written = []
     for protocol, stem in zip(PAPER_PROTOCOLS, discrepancy_stems(), strict=True):
-        written += write_table(build_discrepancy_table(results, datasets, protocol, ddof), out_dir, stem)
+        table = build_discrepancy_table(results, datasets, protocol, ddof, settings=settings)
+        written += write_table(table, out_dir, stem)
     return written

@@ -92,6 +92,18 @@ def _title_and_layout(fig: Figure, title: str) -> None:
     fig.tight_layout()
 
 
+def wrap_title(text: str, width: int = 70) -> str:
+    """Break a long title into lines of at most about ``width`` characters, at spaces."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "\n".join([*lines, line])
+
+
 def _save(fig: Figure, out_path: Path, formats: Sequence[str]) -> list[Path]:
     written = []
     for fmt in formats:

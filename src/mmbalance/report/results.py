@@ -54,11 +54,11 @@ def spread(per_head: Sequence[SeedValues]) -> SeedValues | None:
     return {seed: max(v[seed] for v in per_head) - min(v[seed] for v in per_head) for seed in seeds}
 
 
-def seed_of(history: Path) -> int:
-    """The seed of a run from its directory name (``…/seed<k>/history.csv``)."""
-    match = _SEED_DIR.match(Path(history).parent.name)
+def seed_of(path: Path) -> int:
+    """The seed of a run from its directory name (``…/seed<k>/history.csv``, any file of the run)."""
+    match = _SEED_DIR.match(Path(path).parent.name)
     if match is None:
-        raise DataError(f"{history}: not in a seed<k> run directory")
+        raise DataError(f"{path}: not in a seed<k> run directory")
     return int(match[1])
 
 
@@ -82,12 +82,15 @@ class Results:
     Args:
         summaries: dataset → its ``summary.csv``.
         histories: dataset → method → the ``history.csv`` of each of its finished seeds.
+        predictions: dataset → method → the ``predictions.npz`` of each of its finished seeds (the
+            val-selected test predictions, for the bootstrap of :mod:`mmbalance.report.significance`).
     """
 
     def __init__(
         self,
         summaries: Mapping[str, Path],
         histories: Mapping[str, Mapping[str, Sequence[Path]]] | None = None,
+        predictions: Mapping[str, Mapping[str, Sequence[Path]]] | None = None,
     ) -> None:
         self._sources = {dataset: Path(path) for dataset, path in summaries.items()}
         self._index = {
@@ -96,6 +99,10 @@ class Results:
         }
         self._histories = {
             d: {m: list(files) for m, files in h.items()} for d, h in (histories or {}).items()
+        }
+        self._predictions = {
+            d: {m: {seed_of(path): Path(path) for path in files} for m, files in p.items()}
+            for d, p in (predictions or {}).items()
         }
 
     @property
@@ -133,6 +140,10 @@ class Results:
     def run_id(self, dataset: str, method: str) -> str | None:
         row = next((r for k, r in self._index.get(dataset, {}).items() if k[0] == method), None)
         return None if row is None else row["run_id"]
+
+    def prediction_files(self, dataset: str, method: str) -> dict[int, Path]:
+        """Seed → ``predictions.npz`` of one run (empty: none given)."""
+        return dict(self._predictions.get(dataset, {}).get(method, {}))
 
     def history_values(self, dataset: str, method: str, column: str) -> SeedValues | None:
         """The last logged value of a ``history.csv`` column per seed (None: no seed logs it).

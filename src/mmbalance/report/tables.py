@@ -59,6 +59,8 @@ _LATEX_ESCAPES = {
     "·": r"$\cdot$",
     "–": "--",
     "—": "---",
+    "†": r"\textdagger{}",
+    "‡": r"\textdaggerdbl{}",
 }
 
 
@@ -234,8 +236,10 @@ def _main_rows(
     modalities: Sequence[str],
     ddof: int,
     source: Path,
+    marks: Mapping[str, str],
 ) -> tuple[list[list[str]], list[Mapping[str, Any]]]:
-    """The rows of the main table and the summary rows they used."""
+    """The rows of the main table and the summary rows they used; ``marks`` go after the val-selected
+    fused ACC of their method."""
     used: list[Mapping[str, Any]] = []
     width = len(PROTOCOLS) * (len(MAIN_METRICS) + len(modalities))
 
@@ -262,6 +266,8 @@ def _main_rows(
             cells = [marked(label, convergence)]
             for protocol in PROTOCOLS:
                 cells += [cell(method, protocol, head, metric) for metric, _ in MAIN_METRICS]
+                if protocol == "val_selected" and head == "fused" and marks.get(method):
+                    cells[-len(MAIN_METRICS)] += f" {marks[method]}"
                 cells += [
                     cell(method, protocol, m, "acc") if m in acc_heads else NOT_APPLICABLE for m in modalities
                 ]
@@ -288,6 +294,8 @@ def write_main_table(
     modalities: Sequence[str],
     *,
     ddof: int = 1,
+    marks: Mapping[str, str] | None = None,
+    mark_notes: Sequence[str] = (),
 ) -> list[Path]:
     """Write ``<dataset>_main.{md,csv,tex}``: every method under both protocols, side by side.
 
@@ -300,6 +308,8 @@ def write_main_table(
         modalities: the per-modality accuracy columns, in order.
         ddof: the std convention the summary was aggregated with (stated in the notes, checked
             against the per-seed values).
+        marks: method → significance marks placed after its val-selected fused ACC
+            (:mod:`mmbalance.report.significance_table`), explained by ``mark_notes``.
 
     A last note says how many clips of each split were unavailable when the runs report missing
     clips (:mod:`mmbalance.report.clips`).
@@ -309,7 +319,7 @@ def write_main_table(
     """
     summary_csv = Path(summary_csv)
     index = index_summary(read_summary(summary_csv), summary_csv, dataset)
-    rows, used = _main_rows(index, methods, modalities, ddof, summary_csv)
+    rows, used = _main_rows(index, methods, modalities, ddof, summary_csv, marks or {})
     columns = [label for _, label in MAIN_METRICS] + [f"Acc {m}" for m in modalities]
     run_ids = {row["method"]: row["run_id"] for row in used}
     std_kind = "sample std (ddof=1)" if ddof == 1 else f"std with ddof={ddof}"
@@ -320,6 +330,7 @@ def write_main_table(
         "ACC, MAP, macro-F1: fused prediction (Unimodal rows: that modality's own model); "
         "Acc <modality>: that modality's head.",
         *(f"{label}: {definition}" for label, definition in PROTOCOLS.values()),
+        *mark_notes,
     ]
     if run_ids:
         notes.append("Run ids: " + ", ".join(f"{m} {rid}" for m, rid in run_ids.items()) + ".")

@@ -83,3 +83,9 @@ def resnet18(in_channels: int, width: int = 64) -> ResNetTrunk:
 def resnet10(in_channels: int, width: int = 64) -> ResNetTrunk:
     """ResNet10: [1, 1, 1, 1] basic blocks, a cheaper member of the family for CPU smoke runs."""
     return ResNetTrunk((1, 1, 1, 1), in_channels, width)
+
+
+@register_encoder("resnet34")
+def resnet34(in_channels: int, width: int = 64) -> ResNetTrunk:
+    """ResNet34: [3, 4, 6, 3] basic blocks (AUG Table 4's larger encoder, model capacity)."""
+    return ResNetTrunk((3, 4, 6, 3), in_channels, width)
