@@ -11,20 +11,53 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from mmbalance import config
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import ADAPTERS, DATASETS, ENCODERS, METHODS
 
 
+SEED_MAX = 2**32 - 1
+"""The largest seed numpy's and torch's generators all accept."""
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``mmbalance train: error: ...``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _threads(value: str) -> int:
-    threads = int(value)
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
     if threads < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an integer >= 1")
     return threads
+
+
+def _seed(value: str) -> int:
+    try:
+        seed = int(value)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an integer in 0..{SEED_MAX}")
+    return seed
+
+
+def _device(value: str) -> str:
+    if not DEVICE.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected auto, cpu, cuda or cuda:N")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +74,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mmbalance",
         description="Multimodal classification under modality imbalance: generate, extract, train, report.",
     )
@@ -65,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--method", required=True)
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--seed", type=_seed, required=True, help=f"0..{SEED_MAX}")
     p.add_argument("--threads", type=_threads, default=1, help="torch CPU threads")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--device", type=_device, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--run-id", help="refuse to run unless params resolve to this run id (used by Snakemake)")
 
     p = sub.add_parser("aggregate", help="mean ± std over seeds of a dataset's configured runs")
@@ -324,6 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = config.load_params(args.params, args.overrides)
             COMMANDS[args.command](args, params)
     except MMBalanceError as exc:
+        print(f"mmbalance: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # a path the user gave cannot be read or written (a file where a folder must be, no permission)
         print(f"mmbalance: error: {exc}", file=sys.stderr)
         return 2
     return 0
