@@ -21,7 +21,6 @@ from mmbalance import config
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import ADAPTERS, DATASETS, ENCODERS, METHODS
 
-
 SEED_MAX = 2**32 - 1
 """The largest seed numpy's and torch's generators all accept."""
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -100,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True)
     p.add_argument("--seed", type=_seed, required=True, help=f"0..{SEED_MAX}")
     p.add_argument("--threads", type=_threads, default=1, help="torch CPU threads")
-    p.add_argument("--device", type=_device, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--device", type=_device, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
+    )
     p.add_argument("--run-id", help="refuse to run unless params resolve to this run id (used by Snakemake)")
 
     p = sub.add_parser("aggregate", help="mean ± std over seeds of a dataset's configured runs")
