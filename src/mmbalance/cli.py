@@ -163,6 +163,7 @@ def cmd_train(args: argparse.Namespace, params: dict) -> None:
     import torch
 
     from mmbalance.engine.loop import train
+    from mmbalance.runlock import run_lock
 
     resolved = config.resolve_run(params, args.dataset, args.method, args.seed)
     if args.run_id is not None and args.run_id != resolved["run_id"]:
@@ -173,16 +174,17 @@ def cmd_train(args: argparse.Namespace, params: dict) -> None:
     run_dir = config.run_dir(params, args.dataset, args.method, args.seed)
     torch.set_num_threads(args.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("mmbalance").addHandler(handler)
-    metrics = train(
-        resolved,
-        config.feature_dir(params, args.dataset),
-        run_dir,
-        device=args.device,
-        progress=not args.quiet,
-    )
+    with run_lock(run_dir):
+        handler = logging.FileHandler(run_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logging.getLogger("mmbalance").addHandler(handler)
+        metrics = train(
+            resolved,
+            config.feature_dir(params, args.dataset),
+            run_dir,
+            device=args.device,
+            progress=not args.quiet,
+        )
     chosen = metrics["protocols"]["val_selected"]
     print(
         f"{run_dir}: val-selected test acc {chosen['test']['fused']['acc']:.4f} "
