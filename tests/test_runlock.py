@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmbalance import config
-from mmbalance.runlock import LOCK_NAME, RunLocked, run_lock
+from mmbalance.runlock import LOCK_NAME, RunLockedError, run_lock
 
 CLI = [sys.executable, "-m", "mmbalance"]
 HOLD = (
@@ -70,7 +70,7 @@ def test_second_train_of_a_run_stops_naming_dir_and_pid_and_a_dead_holder_blocks
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
     with run_lock(tmp_path) as path:
         assert path.read_text().split()[0] == str(os.getpid())
-        with pytest.raises(RunLocked, match=f"{tmp_path}: .*pid {os.getpid()} "), run_lock(tmp_path):
+        with pytest.raises(RunLockedError, match=f"{tmp_path}: .*pid {os.getpid()} "), run_lock(tmp_path):
             pass
     assert not path.exists()
     with run_lock(tmp_path):

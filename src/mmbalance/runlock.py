@@ -1,10 +1,10 @@
 """An exclusive lock on a run directory: one ``mmbalance train`` process writes a run at a time.
 
 Two processes training the same run (two workflows after ``snakemake --unlock``, a user beside the
-workflow) would write the same checkpoint and outputs. :func:`run_lock` takes an exclusive ``flock``
-on ``<run dir>/train.lock`` (Linux maps it to a POSIX record lock on NFS, so it holds between the
-nodes of a cluster too) and writes the holder's pid and host into it; a second process stops with a :class:`RunLocked` error naming the directory
-and that pid. The kernel drops the lock when its process ends, however it ends, so the file a killed
+workflow) would write the same checkpoint and outputs. :func:`run_lock` takes an exclusive
+``flock`` on ``<run dir>/train.lock`` (Linux maps it to a POSIX record lock on NFS, so it holds
+between the nodes of a cluster too) and writes the holder's pid and host into it; a second process
+stops with a :class:`RunLockedError` naming the directory and that pid. The kernel drops the lock when its process ends, however it ends, so the file a killed
 process leaves behind blocks nobody: the next process takes the lock and overwrites it. The holder
 removes the file before it releases the lock; a process that locked a file removed meanwhile sees
 that the path no longer leads to its file and tries again.
@@ -25,7 +25,7 @@ from mmbalance.errors import MMBalanceError
 LOCK_NAME = "train.lock"
 
 
-class RunLocked(MMBalanceError):
+class RunLockedError(MMBalanceError):
     """Another process holds the run directory's lock."""
 
 
@@ -55,7 +55,7 @@ def run_lock(directory: Path) -> Iterator[Path]:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
-            raise RunLocked(
+            raise RunLockedError(
                 f"{directory}: another mmbalance train ({holder}) is training this run; wait for it or "
                 f"stop it (the lock ends with its process)"
             ) from exc
