@@ -4,10 +4,11 @@ Two processes training the same run (two workflows after ``snakemake --unlock``,
 workflow) would write the same checkpoint and outputs. :func:`run_lock` takes an exclusive
 ``flock`` on ``<run dir>/train.lock`` (Linux maps it to a POSIX record lock on NFS, so it holds
 between the nodes of a cluster too) and writes the holder's pid and host into it; a second process
-stops with a :class:`RunLockedError` naming the directory and that pid. The kernel drops the lock when its process ends, however it ends, so the file a killed
-process leaves behind blocks nobody: the next process takes the lock and overwrites it. The holder
-removes the file before it releases the lock; a process that locked a file removed meanwhile sees
-that the path no longer leads to its file and tries again.
+stops with a :class:`RunLockedError` naming the directory and that pid. The kernel drops the
+lock when its process ends, however it ends, so the file a killed process leaves behind blocks
+nobody: the next process takes the lock and overwrites it. The holder removes the file before it
+releases the lock; a process that locked a file removed meanwhile sees that the path no longer
+leads to its file and tries again.
 """
 
 from __future__ import annotations
