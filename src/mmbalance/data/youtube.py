@@ -81,6 +81,7 @@ from mmbalance.data.datasets.base import (
     write_raw_manifest,
 )
 from mmbalance.data.download import file_digest, place
+from mmbalance.data.video import open_container
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import atomic_open, atomic_path, write_csv
 
@@ -350,22 +351,24 @@ def download_clips(
 def probe(path: Path) -> str:
     """ "" when ``path`` opens with a video and an audio stream, else what is wrong (naming it)."""
     try:
-        with av.open(str(path)) as container:
+        with open_container(path) as container:
             if not container.streams.video:
                 return f"{path}: no video stream"
             if not container.streams.audio:
                 return f"{path}: no audio stream"
-    except (av.FFmpegError, OSError) as exc:
-        return f"{path}: cannot open ({exc})"
+    except DataError as exc:
+        return str(exc)
     return ""
 
 
 def write_wav(src: Path, dest: Path, rate: int) -> None:
     """Decode the first audio stream of ``src`` to mono PCM_16 at ``rate`` Hz (0: the stream's rate)
-    into ``dest`` (atomically); :class:`DataError` naming ``src`` if there is none or it cannot be decoded."""
+    into ``dest`` (atomically); :class:`DataError` naming ``src`` if it cannot be opened, has no such
+    stream or the stream cannot be decoded."""
     chunks = []
+    container = open_container(src)
     try:
-        with av.open(str(src)) as container:
+        with container:
             if not container.streams.video:
                 raise DataError(f"{src}: no video stream")
             if not container.streams.audio:
@@ -480,7 +483,7 @@ def prepare_clips(
     if unreadable and cfg["on_unreadable"] == "error":
         first = next(iter(unreadable.values()))
         raise DataError(
-            f"{len(unreadable)} clip(s) cannot be decoded, first: {first}. Delete or replace them "
+            f"{len(unreadable)} clip(s) cannot be opened or decoded, first: {first}. Delete or replace them "
             f"(with source: yt-dlp a deleted clip is fetched again), or set data.{dataset}.on_unreadable: "
             "count to report them as missing"
         )
