@@ -28,7 +28,7 @@ import yaml
 
 from mmbalance import config as mmcfg
 from tests.conftest import TINY_OVERRIDES
-from tests.test_workflow import job_counts
+from tests.test_workflow import copy_project, job_counts
 
 pytestmark = pytest.mark.slow
 
@@ -74,16 +74,6 @@ def tiny_params() -> dict:
 
 def write_params(project: Path, params: dict) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def copy_project(dest: Path) -> None:
-    """The project's files as a fresh clone would have them, plus uncommitted work."""
-    listing = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO)
-    for name in filter(None, listing.split("\0")):
-        source = REPO / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
 
 
 def train_logs(project: Path) -> list[Path]:
