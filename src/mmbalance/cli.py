@@ -234,6 +234,7 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
         plot_singular_values,
     )
     from mmbalance.report.headline import write_headline_metrics
+    from mmbalance.report.outputs import replace_outputs
     from mmbalance.report.paper_tables import write_paper_tables
     from mmbalance.report.protocol_table import write_protocol_table
     from mmbalance.report.results import Results
@@ -276,6 +277,8 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
     written.append(write_headline_metrics(summaries, out_dir / "metrics.json"))
     for path in written:
         print(path)
+    for path in replace_outputs(out_dir, written):
+        print(f"removed {path} (no longer produced)")
 
 
 def cmd_runs(args: argparse.Namespace, params: dict) -> None:
