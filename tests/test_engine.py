@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mmbalance import config
-from mmbalance.engine.loop import CHECKPOINT, train
+from mmbalance.engine.loop import train
 from mmbalance.engine.metrics import classification_metrics
 from mmbalance.errors import MMBalanceError
 
@@ -109,8 +109,13 @@ def cli_train(params_path: Path, method: str, seed: int) -> subprocess.Popen:
 
 def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) -> None:
     params = config.load_params(tiny_workspace)
-    reference_params = config.apply_overrides(params, [f"paths.results={tmp_path / 'reference'}"])
-    killed_params = config.apply_overrides(params, [f"paths.results={tmp_path / 'killed'}"])
+    reference_params = config.apply_overrides(
+        params,
+        [f"paths.results={tmp_path / 'reference'}", f"paths.checkpoints={tmp_path / 'reference_ckpt'}"],
+    )
+    killed_params = config.apply_overrides(
+        params, [f"paths.results={tmp_path / 'killed'}", f"paths.checkpoints={tmp_path / 'killed_ckpt'}"]
+    )
     reference_file = tmp_path / "reference.yaml"
     killed_file = tmp_path / "killed.yaml"
     for path, data in ((reference_file, reference_params), (killed_file, killed_params)):
@@ -120,7 +125,8 @@ def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) 
     run_dir = config.run_dir(killed_params, "synthav", "ogm_ge", 0)
     proc = cli_train(killed_file, "ogm_ge", 0)
     deadline = time.time() + 300
-    while not (run_dir / CHECKPOINT).exists():
+    checkpoint = config.checkpoint_path(killed_params, "synthav", "ogm_ge", 0)
+    while not checkpoint.exists():
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
         time.sleep(0.01)

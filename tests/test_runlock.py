@@ -42,7 +42,8 @@ def cli_train(params: Path) -> subprocess.CompletedProcess:
 def test_second_train_of_a_run_stops_naming_dir_and_pid_and_a_dead_holder_blocks_nobody(
     tiny_workspace: Path, tmp_path: Path
 ) -> None:
-    params = config.apply_overrides(config.load_params(tiny_workspace), [f"paths.results={tmp_path}"])
+    overrides = [f"paths.results={tmp_path / 'results'}", f"paths.checkpoints={tmp_path / 'checkpoints'}"]
+    params = config.apply_overrides(config.load_params(tiny_workspace), overrides)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(json.dumps(params))
     run_dir = config.run_dir(params, "synthav", "concat", 0)

@@ -339,7 +339,7 @@ def test_dvc_yaml_matches_params(params):
     }
     assert outs == {
         "features": [params["paths"]["data"]],
-        "train": [params["paths"]["results"]],
+        "train": [params["paths"]["results"], params["paths"]["checkpoints"]],
         "tables": [params["paths"]["tables"]],
     }
     for stage in stages.values():

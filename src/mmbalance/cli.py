@@ -184,6 +184,7 @@ def cmd_train(args: argparse.Namespace, params: dict) -> None:
             run_dir,
             device=args.device,
             progress=not args.quiet,
+            checkpoint=config.checkpoint_path(params, args.dataset, args.method, args.seed),
         )
     chosen = metrics["protocols"]["val_selected"]
     print(
@@ -288,7 +289,7 @@ def cmd_runs(args: argparse.Namespace, params: dict) -> None:
             for seed, run_dir in zip(params["experiment"]["seeds"], dirs, strict=True):
                 if (run_dir / "metrics.json").is_file():
                     status = "done"
-                elif (run_dir / "ckpt" / "last.pt").is_file():
+                elif config.checkpoint_path(params, dataset, method, seed).is_file():
                     status = "partial"
                 else:
                     status = "missing"

@@ -362,7 +362,17 @@ def run_id(resolved: Mapping[str, Any]) -> str:
     return short_hash({"version": __version__, **{k: resolved[k] for k in keys}})
 
 
+def _run_path(params: Mapping[str, Any], root: str, dataset: str, method: str, seed: int) -> Path:
+    rid = resolve_run(params, dataset, method, seed)["run_id"]
+    return Path(params["paths"][root]) / dataset / method / rid / f"seed{int(seed)}"
+
+
 def run_dir(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:
     """``results/<dataset>/<method>/<run-id>/seed<k>``."""
-    rid = resolve_run(params, dataset, method, seed)["run_id"]
-    return Path(params["paths"]["results"]) / dataset / method / rid / f"seed{int(seed)}"
+    return _run_path(params, "results", dataset, method, seed)
+
+
+def checkpoint_path(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:
+    """``checkpoints/<dataset>/<method>/<run-id>/seed<k>/last.pt``: a run's checkpoint, in a tree of its
+    own (``paths.checkpoints``) so that the results a user pulls to rebuild the tables stay small."""
+    return _run_path(params, "checkpoints", dataset, method, seed) / "last.pt"

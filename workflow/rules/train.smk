@@ -1,9 +1,11 @@
 # Stage 3: one job per dataset x method x seed. The run dir's name carries the run id (a hash
 # of everything that affects training), so a changed hyper-parameter is a new path and only
 # the runs it affects are trained. `--run-id` makes the CLI refuse to run if params.yaml
-# changed after the DAG was built. Checkpoints (ckpt/) and train.log are deliberately not
-# outputs: Snakemake deletes the outputs of an interrupted job, and the checkpoint is what
-# lets the rerun (--rerun-incomplete) resume instead of starting over.
+# changed after the DAG was built. Checkpoints and train.log are deliberately not outputs:
+# Snakemake deletes the outputs of an interrupted job, and the checkpoint is what lets the rerun
+# (--rerun-incomplete) resume instead of starting over. The CLI writes each run's checkpoint to
+# mmbalance.config.checkpoint_path (<paths.checkpoints>/<dataset>/<method>/<run id>/seed<k>/
+# last.pt), its own DVC output, so the results the tables need are pulled without them.
 
 
 rule train:

@@ -54,10 +54,16 @@ class Trainer:
     """Trains one resolved run configuration into ``run_dir``."""
 
     def __init__(
-        self, resolved: dict[str, Any], feature_dir: Path, run_dir: Path, device: str = "auto"
+        self,
+        resolved: dict[str, Any],
+        feature_dir: Path,
+        run_dir: Path,
+        device: str = "auto",
+        checkpoint: Path | None = None,
     ) -> None:
         self.cfg = resolved
         self.run_dir = Path(run_dir)
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else self.run_dir / CHECKPOINT
         self.device = resolve_device(device)
         self.seed = int(resolved["seed"])
         train_cfg = resolved["train"]
@@ -125,7 +131,7 @@ class Trainer:
         }
 
     def resume(self) -> None:
-        path = self.run_dir / CHECKPOINT
+        path = self.checkpoint
         if not path.exists():
             return
         state = load_checkpoint(path)
@@ -216,7 +222,7 @@ class Trainer:
         for epoch in bar:
             row = self.run_epoch(epoch)
             self.history.append(row)
-            save_checkpoint(self.run_dir / CHECKPOINT, self.state(epoch))
+            save_checkpoint(self.checkpoint, self.state(epoch))
             self.write_history()
             bar.set_postfix(val=f"{row['val_fused_acc']:.3f}", test=f"{row['test_fused_acc']:.3f}")
             log.info(
@@ -264,7 +270,13 @@ class Trainer:
 
 
 def train(
-    resolved: dict[str, Any], feature_dir: Path, run_dir: Path, device: str = "auto", progress: bool = True
+    resolved: dict[str, Any],
+    feature_dir: Path,
+    run_dir: Path,
+    device: str = "auto",
+    progress: bool = True,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one run; returns the content of ``metrics.json``."""
-    return Trainer(resolved, feature_dir, run_dir, device).fit(progress=progress)
+    """Train one run into ``run_dir``, checkpointing to ``checkpoint`` (default ``run_dir/ckpt/last.pt``;
+    the CLI passes :func:`mmbalance.config.checkpoint_path`); returns the content of ``metrics.json``."""
+    return Trainer(resolved, feature_dir, run_dir, device, checkpoint).fit(progress=progress)
