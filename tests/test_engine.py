@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,13 @@ def test_output_contract(tiny_workspace: Path, tmp_path: Path) -> None:
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["heads"] == ["fused", "audio", "video"]
     assert on_disk["config_hash"] == on_disk["run_id"] == on_disk["config"]["run_id"]
+    env = on_disk["environment"]  # what the numbers depend on besides the config (README, Reproducibility)
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
+    assert env["device"] == "cpu" and env["gpu"] is None and env["threads"] == 1
+    assert (
+        env["packages"]["torch"] == metadata.version("torch") and env["packages"]["numpy"] == np.__version__
+    )
+    assert env["torch_build"]["mkldnn"] == torch.backends.mkldnn.is_available()
     for protocol in ("val_selected", "best_test", "last"):
         for head in on_disk["heads"]:
             assert set(on_disk["protocols"][protocol]["test"][head]) == {"acc", "macro_f1", "map"}

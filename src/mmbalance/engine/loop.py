@@ -22,6 +22,7 @@ from mmbalance.data.store import open_store
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import load_checkpoint, save_checkpoint
 from mmbalance.engine.clip_sampling import clip_sampling
+from mmbalance.engine.environment import environment
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.optim import Schedule, build_optimizer
 from mmbalance.engine.protocols import protocol_metrics
@@ -261,6 +262,7 @@ class Trainer:
             "epochs_trained": len(self.history),
             "config": self.cfg,
             "config_hash": self.cfg["run_id"],
+            "environment": environment(self.device),
         }
         predictions = {"labels": self.batches["test"].labels, "ids": np.array(self.test_ids)}
         predictions.update(self.best_predictions)
