@@ -28,7 +28,7 @@ def lock_problems(root: Path) -> list[str]:
 
     problems = []
     with Repo(str(root)) as repo:
-        stages = {stage.addressing: stage for stage in repo.index.stages}
+        stages = {stage.name: stage for stage in repo.index.stages}
         for name in STAGES:
             stage = stages.get(name)
             if stage is None or not stage.outs or not all(out.hash_info for out in stage.outs):
