@@ -59,6 +59,7 @@ WRONG = {
     ),
     "train wrong --run-id": ([*TRAIN, "--seed", "0", "--run-id", "abc"], "--run-id abc"),
     "train before extract": ([*TRAIN, "--seed", "0", "--device", "cpu"], "not a complete feature store"),
+    "train --device cuda:99": ([*TRAIN, "--seed", "0", "--device", "cuda:99"], "--device cuda:99: "),
     "aggregate before train": (["aggregate", "--dataset", "synthav"], "no finished runs"),
     "aggregate unknown dataset": (["aggregate", "--dataset", "nope"], "unknown dataset 'nope'"),
     "tables before aggregate": (["tables"], "summary.csv: not found"),

@@ -41,9 +41,12 @@ CHECKPOINT = "ckpt/last.pt"
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MMBalanceError("--device cuda: no CUDA device is available")
-    return torch.device(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MMBalanceError(f"--device {name}: no CUDA device is available")
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise MMBalanceError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def build_method(resolved: dict[str, Any], modalities: dict[str, str], num_classes: int) -> Method:
