@@ -141,6 +141,11 @@ def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) 
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "metrics.json").exists()
+    listed = subprocess.run(
+        [*CLI, "runs", "--params", str(killed_file), "--json"], capture_output=True, text=True, check=True
+    )
+    status = {(r["method"], r["seed"]): r["status"] for r in json.loads(listed.stdout)}
+    assert status[("ogm_ge", 0)] == "partial"  # its checkpoint, in the checkpoints tree, is found
     resumed = cli_train(killed_file, "ogm_ge", 0)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
