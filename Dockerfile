@@ -25,12 +25,15 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends git=1:2.* \
     && rm -rf /var/lib/apt/lists/*
 
-# The package and its [workflow] extra (snakemake, its SLURM plugin and dvc, pinned in
-# pyproject.toml). torch==2.14.1 is already in the base image, so pip keeps it.
+# Every package at the version and hash of requirements.lock (`make lock`; the workflow and dev
+# extras: snakemake, its SLURM plugin, dvc, the test tools), then the package itself. torch==2.14.1
+# is already in the base image, so pip keeps it; a CUDA library whose version differs from the
+# lock is replaced by the locked one.
 WORKDIR /opt/mmbalance
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
-RUN pip install "./[workflow]" \
+RUN pip install --require-hashes --no-deps -r requirements.lock \
+    && pip install --no-deps ./ \
     && mmbalance methods > /dev/null
 
 # Run as an unprivileged user. Apptainer runs as the calling user anyway, with the project

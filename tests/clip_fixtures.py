@@ -29,8 +29,16 @@ shutil.copyfile({clip!r}, out)
 '''
 
 
-def write_clip(path: Path, seconds: float = 3.0, fps: int = 4, size: int = 32, seed: int = 0) -> Path:
-    """An MP4 with an H.264 video stream and a stereo 44.1 kHz AAC audio stream."""
+def write_clip(
+    path: Path,
+    seconds: float = 3.0,
+    fps: int = 4,
+    size: int = 32,
+    seed: int = 0,
+    audio_seconds: float | None = None,
+) -> Path:
+    """An MP4 with an H.264 video stream and a stereo 44.1 kHz AAC audio stream (as long as the video
+    unless ``audio_seconds`` says otherwise)."""
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
@@ -43,7 +51,8 @@ def write_clip(path: Path, seconds: float = 3.0, fps: int = 4, size: int = 32, s
             pixels = np.full((size, size, 3), (40 * k + 20 * seed) % 256, dtype=np.uint8)
             container.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         container.mux(video.encode(None))
-        samples = (0.2 * rng.standard_normal((2, round(seconds * 44100)))).astype(np.float32)
+        audio_length = seconds if audio_seconds is None else audio_seconds
+        samples = (0.2 * rng.standard_normal((2, round(audio_length * 44100)))).astype(np.float32)
         for start in range(0, samples.shape[1], 1024):
             frame = av.AudioFrame.from_ndarray(
                 np.ascontiguousarray(samples[:, start : start + 1024]), format="fltp", layout="stereo"

@@ -62,6 +62,7 @@ def tiny_params(root, **extra) -> dict:
     overrides = {**TINY_OVERRIDES, **extra}
     overrides.update({"paths.data": str(root / "data"), "paths.results": str(root / "results")})
     overrides["paths.tables"] = str(root / "paper_tables")
+    overrides["paths.checkpoints"] = str(root / "checkpoints")
     params = apply_overrides(repo_params, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     validate(params)
     return params

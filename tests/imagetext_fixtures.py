@@ -112,6 +112,7 @@ def imagetext_params(root: Path, dataset: str, data: dict) -> dict:
         "paths.data": str(root / "data"),
         "paths.results": str(root / "results"),
         "paths.tables": str(root / "paper_tables"),
+        "paths.checkpoints": str(root / "checkpoints"),
     }
     params = apply_overrides(repo_params, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
     validate(params)

@@ -15,7 +15,6 @@ import torch
 from mmbalance import config
 from mmbalance.analysis import _runs as runs
 from mmbalance.cli import main
-from mmbalance.engine.checkpoint import checkpoint_path
 from mmbalance.engine.metrics import modality_gap
 from mmbalance.registry import ANALYSES
 from tests.conftest import write_params
@@ -59,7 +58,7 @@ def test_engine_logs_the_gap_of_the_evaluated_test_features(trained: Path) -> No
     params = config.load_params(trained)
     store = runs.feature_store(params, "synthav")
     run = config.run_dir(params, "synthav", "concat", 0)
-    _, model, state = runs.load_model(run, "last", store)
+    _, model, state = runs.load_model(config.checkpoint_dir(params, "synthav", "concat", 0), "last", store)
     features = runs.encode_split(model, runs.batches(store, state, "test"))
     history = rows(run / "history.csv")
     assert float(history[-1]["test_gap_audio_video"]) == pytest.approx(
@@ -73,7 +72,7 @@ def test_selected_checkpoint_is_the_val_selected_model(trained: Path, method: st
     store = runs.feature_store(params, "synthav")
     run = config.run_dir(params, "synthav", method, 0)
     metrics = json.loads((run / "metrics.json").read_text())
-    m, model, state = runs.load_model(run, "selected", store)
+    m, model, state = runs.load_model(config.checkpoint_dir(params, "synthav", method, 0), "selected", store)
     assert state["epoch"] == metrics["protocols"]["val_selected"]["epochs"]["fused"]
     data = runs.batches(store, state, "test")
     features = runs.encode_split(model, data)
@@ -87,10 +86,7 @@ def test_selected_checkpoint_is_the_val_selected_model(trained: Path, method: st
 def test_only_the_gradcam_methods_keep_their_epochs(trained: Path) -> None:
     params = config.load_params(trained)
     for method in METHODS:
-        kept = sorted(
-            p.name
-            for p in checkpoint_path(config.run_dir(params, "synthav", method, 0), "x").parent.iterdir()
-        )
+        kept = sorted(p.name for p in config.checkpoint_dir(params, "synthav", method, 0).iterdir())
         if method in params["analysis"]["gradcam"]["methods"]:
             assert kept == ["epoch0.pt", "epoch2.pt", "last.pt", "selected.pt"]  # [0, 6, -1] of 3 epochs
         else:

@@ -342,6 +342,7 @@ def cremad_params(root: Path, repo: Path, profile: str) -> dict:
         "experiment.seeds": [0],
         "paths.data": str(root / "data"),
         "paths.results": str(root / "results"),
+        "paths.checkpoints": str(root / "checkpoints"),
         "data.cremad.source": "url",
         "data.cremad.url": repo.as_uri() + "/{path}",
         "data.cremad.val_fraction": 0.34,

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 from mmbalance import config
-from mmbalance.engine.loop import CHECKPOINT, train
+from mmbalance.engine.loop import train
 from mmbalance.engine.metrics import classification_metrics
 from mmbalance.errors import MMBalanceError
 from tests.conftest import write_params
@@ -43,6 +44,13 @@ def test_output_contract(tiny_workspace: Path, tmp_path: Path) -> None:
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["heads"] == ["fused", "audio", "video"]
     assert on_disk["config_hash"] == on_disk["run_id"] == on_disk["config"]["run_id"]
+    env = on_disk["environment"]  # what the numbers depend on besides the config (README, Reproducibility)
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
+    assert env["device"] == "cpu" and env["gpu"] is None and env["threads"] == 1
+    assert (
+        env["packages"]["torch"] == metadata.version("torch") and env["packages"]["numpy"] == np.__version__
+    )
+    assert env["torch_build"]["mkldnn"] == torch.backends.mkldnn.is_available()
     for protocol in ("val_selected", "best_test", "last"):
         for head in on_disk["heads"]:
             assert set(on_disk["protocols"][protocol]["test"][head]) == {"acc", "macro_f1", "map"}
@@ -109,8 +117,13 @@ def cli_train(params_path: Path, method: str, *seeds: int) -> subprocess.Popen:
 
 def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) -> None:
     params = config.load_params(tiny_workspace)
-    reference_params = config.apply_overrides(params, [f"paths.results={tmp_path / 'reference'}"])
-    killed_params = config.apply_overrides(params, [f"paths.results={tmp_path / 'killed'}"])
+    reference_params = config.apply_overrides(
+        params,
+        [f"paths.results={tmp_path / 'reference'}", f"paths.checkpoints={tmp_path / 'reference_ckpt'}"],
+    )
+    killed_params = config.apply_overrides(
+        params, [f"paths.results={tmp_path / 'killed'}", f"paths.checkpoints={tmp_path / 'killed_ckpt'}"]
+    )
     reference_file = tmp_path / "reference.yaml"
     killed_file = tmp_path / "killed.yaml"
     for path, data in ((reference_file, reference_params), (killed_file, killed_params)):
@@ -120,13 +133,19 @@ def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) 
     run_dir = config.run_dir(killed_params, "synthav", "ogm_ge", 0)
     proc = cli_train(killed_file, "ogm_ge", 0)
     deadline = time.time() + 300
-    while not (run_dir / CHECKPOINT).exists():
+    checkpoint = config.checkpoint_path(killed_params, "synthav", "ogm_ge", 0)
+    while not checkpoint.exists():
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "metrics.json").exists()
+    listed = subprocess.run(
+        [*CLI, "runs", "--params", str(killed_file), "--json"], capture_output=True, text=True, check=True
+    )
+    status = {(r["method"], r["seed"]): r["status"] for r in json.loads(listed.stdout)}
+    assert status[("ogm_ge", 0)] == "partial"  # its checkpoint, in the checkpoints tree, is found
     resumed = cli_train(killed_file, "ogm_ge", 0)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
@@ -140,11 +159,6 @@ def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) 
     assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
-def results_file(params: dict, path: Path) -> Path:
-    path.write_text(json.dumps(params))
-    return path
-
-
 @pytest.mark.parametrize("method", ["mie", "aug"])
 def test_seeds_of_one_command_train_as_they_would_alone(
     tiny_workspace: Path, tmp_path: Path, method: str
@@ -154,12 +168,12 @@ def test_seeds_of_one_command_train_as_they_would_alone(
     params = config.load_params(tiny_workspace)
     together = config.apply_overrides(params, [f"paths.results={tmp_path / 'together'}"])
     alone = config.apply_overrides(params, [f"paths.results={tmp_path / 'alone'}"])
-    proc = cli_train(results_file(together, tmp_path / "together.yaml"), method, 1, 0)
+    proc = cli_train(write_params(tmp_path / "together.yaml", together), method, 1, 0)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert out.count("val-selected test acc") == 2
     for seed in (0, 1):
-        assert cli_train(results_file(alone, tmp_path / "alone.yaml"), method, seed).wait(timeout=300) == 0
+        assert cli_train(write_params(tmp_path / "alone.yaml", alone), method, seed).wait(timeout=300) == 0
         a = config.run_dir(together, "synthav", method, seed)
         b = config.run_dir(alone, "synthav", method, seed)
         assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
@@ -189,8 +203,8 @@ def test_a_killed_command_takes_its_seed_child_with_it(tiny_workspace: Path, tmp
         config.load_params(tiny_workspace),
         [f"paths.results={tmp_path / 'results'}", "train.embedded.synthav.epochs=200"],
     )
-    proc = cli_train(results_file(params, tmp_path / "params.yaml"), "concat", 0, 1)
-    checkpoint = config.run_dir(params, "synthav", "concat", 0) / CHECKPOINT
+    proc = cli_train(write_params(tmp_path / "params.yaml", params), "concat", 0, 1)
+    checkpoint = config.checkpoint_path(params, "synthav", "concat", 0)
     deadline = time.time() + 300
     while not checkpoint.exists():
         assert proc.poll() is None, proc.communicate()

@@ -120,6 +120,23 @@ def test_corrupt_input_stops_extraction_naming_the_file(
         open_store(out)
 
 
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_an_edited_split_file_stops_extraction_naming_it(raw: Path, tmp_path: Path, split: str) -> None:
+    copy = tmp_path / "raw"
+    shutil.copytree(raw, copy)
+    split_file = copy / "splits" / f"{split}.csv"
+    header, first, *rest = split_file.read_text().splitlines(keepends=True)
+    label = first.split(",")[1]
+    edited = first.replace(f",{label},", f",{(int(label) + 1) % 2},", 1)
+    split_file.write_text("".join([header, edited, *rest]))
+    with pytest.raises(DataError, match="sha256 does not match the raw manifest") as info:
+        extract("synthav", copy, FEATURES, tmp_path / "features", progress=False)
+    assert str(split_file) in str(info.value)
+    split_file.unlink()
+    with pytest.raises(DataError, match=f"{split_file}: file not found"):
+        extract("synthav", copy, FEATURES, tmp_path / "features", progress=False)
+
+
 def test_missing_input_file(raw: Path, tmp_path: Path) -> None:
     copy = tmp_path / "raw"
     shutil.copytree(raw, copy)

@@ -149,6 +149,13 @@ def test_bad_wav_raises_data_error_naming_the_file(name: str, kind: str, wav: Pa
         FRONTENDS.get(name)()(path)
 
 
+@pytest.mark.parametrize("kind", ["garbage", "empty"])
+def test_a_file_that_is_no_audio_says_cannot_open(kind: str, wav: Path, tmp_path: Path) -> None:
+    path = bad_files(wav, tmp_path)[kind]
+    with pytest.raises(DataError, match=f"{path.name}: cannot open"):
+        read_wav(path, 16000)
+
+
 @pytest.mark.parametrize(
     ("dataset", "audio", "shape"),
     [

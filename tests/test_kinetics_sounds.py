@@ -164,7 +164,9 @@ def test_missing_share_limit_and_unreadable_clips(tmp_path: Path, lists: dict[st
         plugin.prepare({"clips_dir": str(clips), "max_missing_fraction": 0.5}, tmp_path / "raw", 1, False)
     broken = clips / f"{lists['test'][0].clip_id}.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
-    with pytest.raises(DataError, match=f"1 clip\\(s\\) cannot be decoded, first: {broken}"):
+    with pytest.raises(
+        DataError, match=f"1 clip\\(s\\) cannot be opened or decoded, first: {broken}: cannot open"
+    ):
         plugin.prepare({"clips_dir": str(clips)}, tmp_path / "raw", 1, False)
     manifest = json.loads(
         plugin.prepare(
@@ -225,3 +227,16 @@ def test_params_blocks_validate_and_resolve(profile: str) -> None:
     assert resolve_run(params, "vggsound", "aug", 0)["train"]["batch_size"] == (
         16 if profile == "paper" else 32
     )
+
+
+@pytest.mark.parametrize(
+    ("row", "shown"),
+    [("bowling,-74csnCOiUs,zero,10,test", "'zero', '10'"), ("bowling,-74csnCOiUs", "None, None")],
+)
+def test_bad_kinetics_csv_row_names_file_and_line(tmp_path: Path, row: str, shown: str) -> None:
+    annotations = tmp_path / "test.csv"
+    annotations.write_text(
+        f"label,youtube_id,time_start,time_end,split\nsinging,-3Mwkq-7TV4,2,12,test\n{row}\n"
+    )
+    with pytest.raises(DataError, match=f"{annotations}: line 3: expected numbers .*\\({shown}\\)"):
+        ks.read_annotations([str(annotations)])

@@ -49,6 +49,7 @@ def nvgesture_params(root: Path, release: Path) -> dict:
         "paths.data": str(root / "data"),
         "paths.results": str(root / "results"),
         "paths.tables": str(root / "paper_tables"),
+        "paths.checkpoints": str(root / "checkpoints"),
     }
     repo = yaml.safe_load((REPO / "params.yaml").read_text())
     params = apply_overrides(repo, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])

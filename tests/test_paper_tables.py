@@ -20,6 +20,7 @@ from mmbalance.report.aggregate import aggregate
 from mmbalance.report.discrepancies import Pair, build_discrepancy_table, load_pairs
 from mmbalance.report.figures import plot_modality_gap, plot_singular_values
 from mmbalance.report.layouts import dataset_infos, load_layouts, read_layout
+from mmbalance.report.outputs import read_record
 from mmbalance.report.paper_tables import build_paper_table, paper_table_stems, write_paper_tables
 from mmbalance.report.protocol_table import build_protocol_table
 from mmbalance.report.published import read_published, shipped
@@ -391,6 +392,17 @@ def test_tables_command_writes_the_declared_outputs_identically(tmp_path: Path) 
     tables = {f"{s}.{x}" for s in [*paper_table_stems(), *discrepancy_stems(), PROTOCOL_STEM, "synthav_main",
               "synthav_significance", "synthav_training_cost", *study_stems(), *sweeps]
               for x in ("md", "csv", "tex")}  # fmt: skip
-    assert set(outputs[0]) == figures | tables | {"metrics.json"}
+    assert set(outputs[0]) == figures | tables | {"metrics.json", "outputs.txt"}
+    assert read_record(tmp_path / "a") == sorted(set(outputs[0]) - {"outputs.txt"})
+
+    # A smaller matrix: LFM-LB's α figure goes, a file the command never wrote stays.
+    (tmp_path / "a" / "notes.md").write_text("mine")
+    smaller = mmcfg.apply_overrides(params, ['experiment.methods=["unimodal", "mie"]'])
+    write_params(params_file, smaller)
+    assert main(["aggregate", "--params", str(params_file), "--dataset", "synthav"]) == 0
+    assert main(["tables", "--params", str(params_file), "--out-dir", str(tmp_path / "a")]) == 0
+    left = {p.name for p in (tmp_path / "a").iterdir()}
+    alpha = {f"synthav_alpha.{f}" for f in params["report"]["figure_formats"]}
+    assert left == (set(outputs[0]) - alpha) | {"notes.md"}
     # Two seeds (the tiny params): MAP 0.78 + 0.05 and 0.80 + 0.05.
     assert "| CL+DI | lfm_lb | 84.00 ± 1.41 |" in outputs[0]["lfm_table3_val_selected.md"].decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -148,6 +149,41 @@ def test_folder_naming_rules_missing_counts_and_manifest(tmp_path: Path, fixture
     on_disk = {p.relative_to(raw).as_posix() for p in raw.rglob("*") if p.is_file()} - {"manifest.json"}
     assert set(manifest["files"]) == on_disk
     assert all(sha256_file(raw / rel) == digest for rel, digest in manifest["files"].items())
+
+
+def test_short_clips_are_counted_per_split_and_warned_or_stopped(tmp_path: Path, caplog) -> None:
+    clips = tmp_path / "clips"
+    lengths = {  # clip id: (video, audio) seconds
+        "---g-f_I2yQ_000001": (10.0, 10.0),
+        "-1pRmoJIGQc_000000": (2.0, 2.0),
+        "-2xiZDEuHd8_000010": (10.0, 0.01),
+        "-3Kv4fdm7Uk_000007": (10.0, 10.0),
+    }
+    for seed, (clip_id, (video, audio)) in enumerate(lengths.items()):
+        write_clip(clips / f"{clip_id}.mp4", seconds=video, fps=2, size=16, seed=seed, audio_seconds=audio)
+    raw = tmp_path / "raw"
+    plugin = DATASETS.get("vggsound")()
+    with caplog.at_level(logging.WARNING, logger="mmbalance.data"):
+        manifest = json.loads(plugin.prepare(config(tmp_path), raw, workers=1, progress=False).read_text())
+    with open(raw / "short.tsv", newline="") as handle:
+        short = list(csv.DictReader(handle, delimiter="\t"))
+    assert {row["clip_id"] for row in short} == {"-1pRmoJIGQc_000000", "-2xiZDEuHd8_000010"}
+    by_id = {row["clip_id"]: row for row in short}
+    assert float(by_id["-1pRmoJIGQc_000000"]["video_seconds"]) == pytest.approx(2.0, abs=0.1)
+    assert float(by_id["-2xiZDEuHd8_000010"]["audio_seconds"]) < 0.2
+    assert float(by_id["-2xiZDEuHd8_000010"]["video_seconds"]) == pytest.approx(10.0, abs=0.1)
+    split_of = {item.clip_id: s for s in ("train", "val", "test") for item in plugin.items(raw, s)}
+    assert manifest["short"] == {
+        s: sum(split_of[row["clip_id"]] == s == row["split"] for row in short)
+        for s in ("train", "val", "test")
+    }
+    warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert "vggsound: 2 clip(s) with audio or video shorter than short_seconds 9.5 s" in warning
+    assert manifest["files"]["short.tsv"] == sha256_file(raw / "short.tsv")
+
+    with pytest.raises(DataError, match=r"2 clip\(s\) .* data\.vggsound\.on_short: warn"):
+        plugin.prepare(config(tmp_path, on_short="error"), raw, workers=1, progress=False)
+    assert not (raw / "manifest.json").exists()
 
 
 def test_ytdlp_downloads_records_gone_videos_and_resumes(tmp_path: Path, fixture_clip: Path) -> None:

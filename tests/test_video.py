@@ -94,3 +94,28 @@ def test_bad_video_raises_data_error_naming_the_file(kind: str, mp4: Path, tmp_p
     path = bad_video(kind, mp4, tmp_path)
     with pytest.raises(DataError, match=path.name):
         read_frames(path, frames=3, rate=1.0, size=8)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("garbage", "cannot open"),
+        ("empty", "cannot open"),
+        ("truncated", "cannot open"),
+        ("mdat", "cannot decode"),
+    ],
+)
+def test_unreadable_container_says_cannot_open_and_a_broken_stream_cannot_decode(
+    kind: str, message: str, mp4: Path, tmp_path: Path
+) -> None:
+    if kind == "mdat":  # the container and its index intact, every coded byte of the stream overwritten
+        data = bytearray(mp4.read_bytes())
+        start, end = data.find(b"mdat") + 4, data.find(b"moov")
+        assert 0 < start < end
+        data[start:end] = b"\xff" * (end - start)
+        path = tmp_path / "mdat.mp4"
+        path.write_bytes(bytes(data))
+    else:
+        path = bad_video(kind, mp4, tmp_path)
+    with pytest.raises(DataError, match=f"{path.name}: {message}"):
+        read_frames(path, frames=3, rate=1.0, size=8)

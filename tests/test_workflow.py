@@ -22,6 +22,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from mmbalance import config as mmcfg
+from mmbalance.errors import ConfigError
 from mmbalance.registry import ANALYSES, DATASETS
 from mmbalance.report.curves import curve_figures
 from mmbalance.report.sensitivity import sweep_stems
@@ -75,6 +76,22 @@ def n_train_jobs(params) -> int:
     """Train jobs of the experiment matrix and its sweeps: one per dataset x run name (each job
     trains every seed of its run)."""
     return sum(len(mmcfg.run_seeds(params, d)) for d in params["experiment"]["datasets"])
+
+
+def copy_project(dest: Path) -> None:
+    """The project's files as a fresh clone would have them, plus uncommitted work."""
+    listing = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listing.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
 
 
 @pytest.fixture(scope="module")
@@ -166,13 +183,43 @@ def test_run_paths_are_those_of_mmbalance_config(params):
     assert features == {mmcfg.feature_dir(params, d) for d in exp["datasets"]}
 
 
-def test_misspelt_key_fails_naming_it(project_with_params):
+def misspelt_params() -> tuple[str, str]:
+    """params.yaml with `train.embedded.synthav.epochs` misspelt, and the line the CLI gives for it."""
     text = (REPO / "params.yaml").read_text()
-    assert "    seed: 2026" in text
-    workdir = project_with_params(text.replace("    seed: 2026", "    sed: 2026", 1))
+    wrong, count = re.subn(r"^(\s+)epochs: ", r"\1epochz: ", text, count=1, flags=re.MULTILINE)
+    assert count == 1
+    with pytest.raises(ConfigError) as error:
+        mmcfg.validate(yaml.safe_load(wrong), source="params.yaml")
+    line = str(error.value)
+    assert line.startswith("params.yaml: unknown key 'train.embedded.synthav.epochz' (allowed here: ")
+    return wrong, line
+
+
+def assert_the_cli_line_not_the_schema_dump(output: str, line: str) -> None:
+    assert line in output.splitlines(), output
+    assert "ValidationError" not in output and "Failed validating" not in output, output
+    assert "'scheduler'" not in output  # no dump of the config either
+
+
+def test_misspelt_key_fails_with_the_cli_line(project_with_params):
+    text, line = misspelt_params()
+    workdir = project_with_params(text)
     result = snakemake("--snakefile", REPO / "Snakefile", "--directory", workdir, "--dry-run")
     assert result.returncode != 0
-    assert "'sed' was unexpected" in result.stdout + result.stderr
+    assert_the_cli_line_not_the_schema_dump(result.stdout + result.stderr, line)
+    cli = run([BIN / "mmbalance", "runs", "--params", "params.yaml"], cwd=workdir)
+    assert cli.returncode == 2 and cli.stderr.strip() == f"mmbalance: error: {line}"
+
+
+def test_dvc_repro_with_a_misspelt_key_fails_with_the_cli_line(tmp_path):
+    text, line = misspelt_params()
+    copy_project(tmp_path)
+    (tmp_path / "params.yaml").write_text(text)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True)
+    result = run([BIN / "dvc", "repro", "features"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert_the_cli_line_not_the_schema_dump(result.stdout + result.stderr, line)
 
 
 def test_unknown_method_fails_listing_known_ones(project_with_params, params):
@@ -304,7 +351,7 @@ def test_dvc_yaml_matches_params(params):
     }
     assert outs == {
         "features": [params["paths"]["data"]],
-        "train": [params["paths"]["results"]],
+        "train": [params["paths"]["results"], params["paths"]["checkpoints"]],
         "tables": [params["paths"]["tables"]],
     }
     for stage in stages.values():

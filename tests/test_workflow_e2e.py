@@ -1,13 +1,21 @@
 """End to end: the real Snakefile on a tiny synthav, then the DVC round trip.
 
-Both tests work in one temporary copy of the project (its git-tracked and untracked,
-not-ignored files) with a tiny params.yaml: 2 methods x 2 seeds, 2 epochs, small encoders.
+The tests work in one temporary copy of the project (its git-tracked and untracked,
+not-ignored files) with a tiny params.yaml: 2 methods x 2 seeds, 2 epochs, small encoders
+(Concat and MSLR, which declares a per-epoch figure of its own), and one sensitivity sweep of
+Concat's uniform-label weight on the first seed (its point 0 is Concat's own run, so it adds one).
 
 1. ``snakemake`` (the default target) builds data, features, the 4 runs, the summary, the
-   tables and figures; ``snakemake --report`` collects them into one HTML file.
-2. ``dvc repro`` records what Snakemake built without training again, ``dvc push`` sends it to
-   a local remote, and a fresh ``git clone`` + ``dvc pull`` + ``dvc repro`` trains nothing.
-   Changing one method's hyper-parameter then trains exactly that method's runs.
+   tables and figures; ``snakemake --report`` collects them into one HTML file. A run whose
+   outputs were deleted resumes from its checkpoint in the checkpoints tree.
+2. A smaller matrix removes the figures it no longer produces (Snakemake path).
+3. ``dvc repro`` records what Snakemake built without training again, ``dvc push`` sends it to
+   a local remote, and a fresh ``git clone`` + ``dvc pull results`` (no checkpoints) +
+   ``dvc repro --allow-missing`` trains nothing, as does ``dvc pull`` + ``dvc repro``; the
+   tables are byte-identical. Changing one method's hyper-parameter then trains exactly that
+   method's runs, and a smaller matrix removes its figures (DVC path).
+4. A clone that reaches no remote: ``dvc pull`` fails (the README explains the message) and
+   ``dvc repro`` rebuilds everything, to byte-identical tables.
 
 A job's log under logs/train/ exists only if the job ran, which is how "trained nothing" and
 "trained exactly these" are checked (logs/ is neither in git nor in DVC).
@@ -28,19 +36,21 @@ import yaml
 
 from mmbalance import config as mmcfg
 from tests.conftest import TINY_OVERRIDES
-from tests.test_workflow import job_counts
+from tests.test_dvc_lock import lock_problems
+from tests.test_workflow import copy_project, job_counts
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-METHODS = ["concat", "ogm_ge"]
+METHODS = ["concat", "mslr"]
+HISTORY_FIGURE = "synthav_lr_scale"  # MSLR's per-epoch figure (Method.curves)
+# One sensitivity sweep for the first seed: 0.0 is Concat's default (its own run), so the sweep adds
+# one run, SWEEP_POINT on seed 0.
+SWEEP = "concat_labels"
+SWEEP_POINT = "concat_labels_0p3"
 SEEDS = [0, 1]
 DATASET = "synthav"
-# One sensitivity sweep of OGM-GE's α for the first seed: 0.8 is the default (ogm_ge's own run), so
-# the sweep adds one run, SWEEP_POINT on seed 0.
-SWEEP = "ogm_ge_alpha"
-SWEEP_POINT = "ogm_ge_alpha_0p2"
 ENV = {
     **os.environ,
     # This venv's snakemake, dvc and mmbalance first: the jobs call `mmbalance` by name.
@@ -70,7 +80,7 @@ def tiny_params() -> dict:
         "experiment.seeds": SEEDS,
         "experiment.datasets": [DATASET],
         "train.embedded.synthav.epochs": 2,
-        f"sweeps.{SWEEP}.values": {"alpha": [0.2, 0.8]},
+        f"sweeps.{SWEEP}": {"method": "concat", "values": {"uniform_labels": [0.0, 0.3]}},
         "experiment.sweeps": [SWEEP],
         "experiment.sweep_seeds": 1,
     }
@@ -83,18 +93,8 @@ def write_params(project: Path, params: dict) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def copy_project(dest: Path) -> None:
-    """The project's files as a fresh clone would have them, plus uncommitted work."""
-    listing = sh("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO)
-    for name in filter(None, listing.split("\0")):
-        source = REPO / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-
-
 def train_logs(project: Path) -> list[Path]:
-    """Logs of the train jobs that ran in this directory (one per dataset x method, all seeds)."""
+    """Logs of the train jobs that ran in this directory (one per dataset x method, all its seeds)."""
     return sorted((project / "logs" / "train").glob("**/*.log"))
 
 
@@ -119,7 +119,13 @@ def test_snakemake_builds_tables_figures_and_report(project):
         run = project / mmcfg.run_dir(params, DATASET, method, seed)
         for name in ("metrics.json", "history.csv", "predictions.npz", "train.log"):
             assert (run / name).is_file(), run / name
-        assert (run / "ckpt").is_dir()
+        assert sorted(p.name for p in run.iterdir()) == [
+            "history.csv",
+            "metrics.json",
+            "predictions.npz",
+            "train.log",
+        ]
+        assert (project / mmcfg.checkpoint_path(params, DATASET, method, seed)).is_file()
     assert (project / mmcfg.run_dir(params, DATASET, SWEEP_POINT, 0) / "metrics.json").is_file()
     assert not (project / mmcfg.run_dir(params, DATASET, SWEEP_POINT, 1)).exists()
     assert len(train_logs(project)) == len(METHODS) + 1  # one job per method, one for the sweep point
@@ -133,8 +139,9 @@ def test_snakemake_builds_tables_figures_and_report(project):
         assert (tables / f"{DATASET}_main.{suffix}").stat().st_size > 0
     assert (tables / f"{DATASET}_modality_curves.png").read_bytes().startswith(b"\x89PNG")
     assert (tables / f"{DATASET}_modality_curves.pdf").read_bytes().startswith(b"%PDF")
+    assert (tables / f"{HISTORY_FIGURE}.png").is_file()
     sweep = (tables / f"{DATASET}_sweep_{SWEEP}.md").read_text()
-    assert f"| 0.2 | {SWEEP_POINT} |" in sweep and "| 0.8 | ogm_ge (default) |" in sweep
+    assert f"| 0.3 | {SWEEP_POINT} |" in sweep and "concat (default) |" in sweep, sweep
     assert (tables / f"{DATASET}_sweep_{SWEEP}.png").read_bytes().startswith(b"\x89PNG")
     assert "Measured on: " in (tables / f"{DATASET}_training_cost.md").read_text()
     assert "bootstrap Δ" in (tables / f"{DATASET}_significance.md").read_text()
@@ -147,6 +154,40 @@ def test_snakemake_builds_tables_figures_and_report(project):
     assert f"{DATASET}_sweep_{SWEEP}.png" in report and f"{DATASET}_training_cost.png" in report
 
     assert "Nothing to be done" in sh(BIN / "snakemake", "--dry-run", cwd=project)
+
+
+def test_a_run_whose_outputs_were_deleted_resumes_from_the_checkpoints_tree(project):
+    """What Snakemake leaves of a job it interrupted after the last checkpoint: no outputs."""
+    params = mmcfg.load_params(project / "params.yaml")
+    run = project / mmcfg.run_dir(params, DATASET, "mslr", 1)
+    outputs = ("metrics.json", "history.csv", "predictions.npz")
+    before = {name: (run / name).read_bytes() for name in outputs}
+    for name in outputs:
+        (run / name).unlink()
+    sh(BIN / "snakemake", cwd=project)
+    checkpoint = mmcfg.checkpoint_path(params, DATASET, "mslr", 1)
+    assert f"resumed from {checkpoint} after epoch 1" in (run / "train.log").read_text()
+    assert {name: (run / name).read_bytes() for name in outputs} == before
+
+
+def test_a_smaller_matrix_removes_the_figures_it_no_longer_produces(project):
+    """Snakemake path: the tables rule reruns and `mmbalance tables` removes MSLR's figure; with the
+    matrix restored, the figure is back and nothing was trained."""
+    tables = project / "paper_tables"
+    full = {p.name: p.read_bytes() for p in tables.iterdir()}
+    original = (project / "params.yaml").read_text()
+    logs = train_logs(project)
+    params = mmcfg.load_params(project / "params.yaml")
+    write_params(project, {**params, "experiment": {**params["experiment"], "methods": ["concat"]}})
+    try:
+        sh(BIN / "snakemake", cwd=project)
+        assert not list(tables.glob(f"{HISTORY_FIGURE}.*"))
+        assert f"{HISTORY_FIGURE}.png" not in (tables / "outputs.txt").read_text()
+    finally:
+        (project / "params.yaml").write_text(original)
+    sh(BIN / "snakemake", cwd=project)
+    assert {p.name: p.read_bytes() for p in tables.iterdir()} == full
+    assert train_logs(project) == logs
 
 
 def test_editing_a_layout_or_published_number_rebuilds_only_the_tables(project):
@@ -195,36 +236,76 @@ def test_dvc_round_trip_retrains_only_what_changed(project):
     sh(dvc, "plots", "show", "--out", plots, cwd=project)
     assert list(plots.glob("**/*.png")), "the image plot renders offline"
 
+    # The check tests/test_dvc_lock.py runs on the committed lock, on this real one.
+    assert lock_problems(project) == []
+    table = project / "paper_tables" / f"{DATASET}_main.md"
+    text = table.read_bytes()
+    table.write_bytes(text + b"\n")
+    assert lock_problems(project) == ["stage 'tables': paper_tables modified since dvc.lock was written"]
+    table.write_bytes(text)
+
     sh("git", "add", "-A", cwd=project)
     sh("git", "commit", "-qm", "dvc repro", cwd=project)
     sh(dvc, "push", cwd=project)
     assert remote.is_dir()
+    tables = {p.name: p.read_bytes() for p in (project / "paper_tables").iterdir()}
+    ckpt = mmcfg.load_params(project / "params.yaml")["paths"]["checkpoints"]
 
-    # A fresh clone: pull, then repro runs no stage and trains nothing.
+    # A fresh clone pulls the results alone (no checkpoints, no data): repro trains nothing.
     clone = project.parent / "clone"
     sh("git", "clone", "-q", project, clone, cwd=project.parent)
+    sh(dvc, "pull", "results", cwd=clone)
+    assert (clone / "results").is_dir() and not (clone / ckpt).exists() and not (clone / "data").exists()
+    output = sh(dvc, "repro", "--allow-missing", cwd=clone)
+    assert "Running stage" not in output, output
+    assert train_logs(clone) == []
+    # ... and everything on request: checkpoints and data too, then repro runs no stage either.
     sh(dvc, "pull", cwd=clone)
+    assert (clone / ckpt).is_dir() and (clone / "data").is_dir()
     assert "up to date" in sh(dvc, "status", cwd=clone)
     output = sh(dvc, "repro", cwd=clone)
     assert "Running stage" not in output, output
     assert train_logs(clone) == []
+    assert {p.name: p.read_bytes() for p in (clone / "paper_tables").iterdir()} == tables
 
-    # One method's hyper-parameter changes: only its runs (new run id) are trained, and the sweep's
-    # point α = 0.8, which is no longer OGM-GE's default, on the sweep's seed (0.2 keeps its run).
+    # One method's hyper-parameter changes: only its runs (new run id) are trained.
     params = mmcfg.load_params(clone / "params.yaml")
-    params["methods"]["ogm_ge"]["alpha"] = params["methods"]["ogm_ge"]["alpha"] / 2
+    params["methods"]["mslr"] = {**params["methods"].get("mslr", {}), "coefficients": [0.8, 1.2]}
     write_params(clone, params)
     concat_runs = [clone / mmcfg.run_dir(params, DATASET, "concat", s) / "metrics.json" for s in SEEDS]
     untouched = snapshot(concat_runs)
     sh(dvc, "repro", cwd=clone)
     trained = {log.with_suffix("").relative_to(clone / "logs" / "train") for log in train_logs(clone)}
-    expected = {
-        mmcfg.run_dir(params, DATASET, method, 0).parent.relative_to(params["paths"]["results"])
-        for method in ("ogm_ge", "ogm_ge_alpha_0p8")
-    }
+    expected = {mmcfg.run_dir(params, DATASET, "mslr", 0).parent.relative_to(params["paths"]["results"])}
     assert trained == expected
-    assert len(train_logs(clone)) == 2  # ogm_ge's job (every seed) and the sweep point's (its seed)
+    assert len(train_logs(clone)) == 1  # one job: every seed of MSLR
     assert snapshot(concat_runs) == untouched
-    new_run_id = mmcfg.resolve_run(params, DATASET, "ogm_ge", 0)["run_id"]
+    new_run_id = mmcfg.resolve_run(params, DATASET, "mslr", 0)["run_id"]
     assert new_run_id in (clone / "results" / DATASET / "summary.csv").read_text()
+    assert (clone / mmcfg.checkpoint_path(params, DATASET, "mslr", 0)).is_file()
     assert "up to date" in sh(dvc, "status", cwd=clone)
+
+    # DVC path: a smaller matrix reruns the tables stage, and MSLR's figure goes.
+    write_params(clone, {**params, "experiment": {**params["experiment"], "methods": ["concat"]}})
+    sh(dvc, "repro", cwd=clone)
+    assert not list((clone / "paper_tables").glob(f"{HISTORY_FIGURE}.*"))
+    assert len(train_logs(clone)) == 1
+
+
+def test_a_clone_without_a_remote_fails_to_pull_and_rebuilds_everything(project):
+    """Runs after the round trip (which committed the project): a clone whose default remote
+    (../mmbalance-dvc-remote) does not exist, as for a user with no access to any remote."""
+    isolated = project.parent / "isolated" / "clone"
+    isolated.parent.mkdir()
+    sh("git", "clone", "-q", project, isolated, cwd=project.parent)
+    pulled = subprocess.run(
+        [str(BIN / "dvc"), "pull"], cwd=isolated, env=ENV, capture_output=True, text=True, timeout=600
+    )
+    assert pulled.returncode != 0
+    message = pulled.stdout + pulled.stderr
+    assert "failed to pull data from the cloud" in message and "Is your cache up to date?" in message, message
+    sh(BIN / "dvc", "repro", cwd=isolated, timeout=1200)
+    assert len(train_logs(isolated)) == len(METHODS) + 1
+    rebuilt = {p.name: p.read_bytes() for p in (isolated / "paper_tables").iterdir()}
+    committed = {p.name: p.read_bytes() for p in (project / "paper_tables").iterdir()}
+    assert rebuilt == committed

@@ -13,20 +13,52 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from mmbalance import config
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import ADAPTERS, DATASETS, ENCODERS, METHODS
 
+SEED_MAX = 2**32 - 1
+"""The largest seed numpy's and torch's generators all accept."""
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``mmbalance train: error: ...``), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _threads(value: str) -> int:
-    threads = int(value)
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
     if threads < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an integer >= 1")
     return threads
+
+
+def _seed(value: str) -> int:
+    try:
+        seed = int(value)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an integer in 0..{SEED_MAX}")
+    return seed
+
+
+def _device(value: str) -> str:
+    if not DEVICE.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected auto, cpu, cuda or cuda:N")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +75,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mmbalance",
         description="Multimodal classification under modality imbalance: generate, extract, train, report.",
     )
@@ -73,9 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--method", required=True)
-    p.add_argument("--seed", type=int, required=True, action="append", help="repeatable: --seed 0 --seed 1")
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        required=True,
+        action="append",
+        help=f"0..{SEED_MAX}, repeatable: --seed 0 --seed 1",
+    )
     p.add_argument("--threads", type=_threads, default=1, help="torch CPU threads")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--device", type=_device, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
+    )
     p.add_argument("--run-id", help="refuse to run unless params resolve to this run id (used by Snakemake)")
 
     p = sub.add_parser("aggregate", help="mean ± std over seeds of a dataset's configured runs")
@@ -152,6 +192,7 @@ def train_seed(args: argparse.Namespace, params: dict, seed: int) -> None:
     import torch
 
     from mmbalance.engine.loop import train
+    from mmbalance.runlock import run_lock
 
     resolved = config.resolve_run(params, args.dataset, args.method, seed)
     if args.run_id is not None and args.run_id != resolved["run_id"]:
@@ -162,21 +203,23 @@ def train_seed(args: argparse.Namespace, params: dict, seed: int) -> None:
     run_dir = config.run_dir(params, args.dataset, args.method, seed)
     torch.set_num_threads(args.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("mmbalance")
-    logger.addHandler(handler)
-    try:
-        metrics = train(
-            resolved,
-            config.feature_dir(params, args.dataset),
-            run_dir,
-            device=args.device,
-            progress=not args.quiet,
-        )
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
+    with run_lock(run_dir):
+        handler = logging.FileHandler(run_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger = logging.getLogger("mmbalance")
+        logger.addHandler(handler)
+        try:
+            metrics = train(
+                resolved,
+                config.feature_dir(params, args.dataset),
+                run_dir,
+                device=args.device,
+                progress=not args.quiet,
+                checkpoint_dir=config.checkpoint_dir(params, args.dataset, args.method, seed),
+            )
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
     chosen = metrics["protocols"]["val_selected"]
     print(
         f"{run_dir}: val-selected test acc {chosen['test']['fused']['acc']:.4f} "
@@ -287,6 +330,7 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
         plot_singular_values,
     )
     from mmbalance.report.headline import write_headline_metrics
+    from mmbalance.report.outputs import replace_outputs
     from mmbalance.report.paper_tables import write_paper_tables
     from mmbalance.report.protocol_table import write_protocol_table
     from mmbalance.report.results import Results
@@ -359,6 +403,8 @@ def cmd_tables(args: argparse.Namespace, params: dict) -> None:
     written.append(write_headline_metrics(summaries, out_dir / "metrics.json"))
     for path in written:
         print(path)
+    for path in replace_outputs(out_dir, written):
+        print(f"removed {path} (no longer produced)")
 
 
 def cmd_analyse(args: argparse.Namespace, params: dict) -> None:
@@ -382,8 +428,6 @@ def cmd_analyse(args: argparse.Namespace, params: dict) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, params: dict) -> None:
-    from mmbalance.engine.checkpoint import checkpoint_path
-
     rows = []
     for dataset in params["experiment"]["datasets"]:
         seeds = config.run_seeds(params, dataset)
@@ -391,7 +435,7 @@ def cmd_runs(args: argparse.Namespace, params: dict) -> None:
             for seed, run_dir in zip(seeds[method], dirs, strict=True):
                 if (run_dir / "metrics.json").is_file():
                     status = "done"
-                elif checkpoint_path(run_dir).is_file():
+                elif config.checkpoint_path(params, dataset, method, seed).is_file():
                     status = "partial"
                 else:
                     status = "missing"
@@ -468,6 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             params = config.load_params(args.params, args.overrides)
             COMMANDS[args.command](args, params)
     except MMBalanceError as exc:
+        print(f"mmbalance: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # a path the user gave cannot be read or written (a file where a folder must be, no permission)
         print(f"mmbalance: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -151,7 +151,7 @@ def validate_analyses(params: Mapping[str, Any], source: str) -> None:
 
 
 def kept_epochs(params: Mapping[str, Any], dataset: str, method: str, epochs: int) -> list[int]:
-    """The epochs (0-based, as ``history.csv``) after which a run keeps its model (``ckpt/epoch<k>.pt``):
+    """The epochs (0-based, as ``history.csv``) after which a run keeps its model (checkpoint ``epoch<k>``):
     ``train.<profile>.<dataset>.keep_epochs`` for every run of the dataset, plus the ``gradcam``
     analysis's ``epochs`` for the runs of its methods. ``-1`` is the last epoch, ``-2`` the one before;
     epochs past the end of a run of ``epochs`` epochs are left out (the "7th epoch" of a 3-epoch test run)."""
@@ -225,7 +225,9 @@ def run_seeds(params: Mapping[str, Any], dataset: str) -> dict[str, list[int]]:
     """Every run of ``dataset`` to train and report, as ``{method: seeds}``: the experiment's methods
     with ``experiment.seeds``, then the runs of the selected sweeps (points not served by an
     experiment run, the swept methods' defaults, the references) with ``experiment.sweep_seeds``.
-    A variant that does not apply to ``dataset`` (:func:`applies`) is left out."""
+    A variant that does not apply to ``dataset`` (:func:`applies`) is left out; an unknown dataset is a
+    :class:`ConfigError` naming the known ones."""
+    DATASETS.get(dataset)
     seeds = list(params["experiment"]["seeds"])
     runs = {method: list(seeds) for method in experiment_methods(params) if applies(params, method, dataset)}
     extra = sweeps.seeds(params)
@@ -478,7 +480,26 @@ def run_id(resolved: Mapping[str, Any]) -> str:
     return short_hash({"version": __version__, **{k: resolved[k] for k in keys}})
 
 
+def _run_path(params: Mapping[str, Any], root: str, dataset: str, method: str, seed: int) -> Path:
+    rid = resolve_run(params, dataset, method, seed)["run_id"]
+    return Path(params["paths"][root]) / dataset / method / rid / f"seed{int(seed)}"
+
+
 def run_dir(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:
     """``results/<dataset>/<method>/<run-id>/seed<k>``."""
-    rid = resolve_run(params, dataset, method, seed)["run_id"]
-    return Path(params["paths"]["results"]) / dataset / method / rid / f"seed{int(seed)}"
+    return _run_path(params, "results", dataset, method, seed)
+
+
+def checkpoint_dir(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:
+    """``checkpoints/<dataset>/<method>/<run-id>/seed<k>/``: a run's checkpoints (``last.pt``,
+    ``selected.pt``, ``epoch<k>.pt``), in a tree of their own (``paths.checkpoints``) so that the
+    results a user pulls to rebuild the tables stay small."""
+    return _run_path(params, "checkpoints", dataset, method, seed)
+
+
+def checkpoint_path(
+    params: Mapping[str, Any], dataset: str, method: str, seed: int, name: str = "last"
+) -> Path:
+    """The checkpoint ``name`` of a run (:func:`mmbalance.engine.checkpoint.checkpoint_path` in
+    :func:`checkpoint_dir`)."""
+    return checkpoint_dir(params, dataset, method, seed) / f"{name}.pt"

@@ -34,14 +34,16 @@ PARAMS_FILE = "params.yaml"
 # The directive only takes effect with --use-apptainer/--use-singularity (--sdm apptainer).
 IMAGE = config.pop("container", "docker://ghcr.io/mmbalance/mmbalance:0.1.0")
 
-# Fail before building the DAG: the JSON schema first (unknown keys, types, ranges; the
-# message names the key), then mmbalance's own checks (registered dataset and method names,
-# method option types). set_default=False keeps the config identical to the file the CLI reads.
-validate(config, "../schemas/params.schema.yaml", set_default=False)
+# Fail before building the DAG with the one line the CLI gives: mmbalance's own checks first (the
+# same JSON schema, reported as the key at fault, then registered dataset and method names and
+# option types), so a mistake never ends in Snakemake's dump of the schema and the config.
+# Snakemake's validate() then passes by construction; set_default=False keeps the config
+# identical to the file the CLI reads.
 try:
     mmcfg.validate(config, source=PARAMS_FILE)
 except MMBalanceError as exc:
-    raise WorkflowError(str(exc)) from exc
+    raise WorkflowError(str(exc)) from None
+validate(config, "../schemas/params.schema.yaml", set_default=False)
 if config != mmcfg.read_yaml(PARAMS_FILE):
     raise WorkflowError(
         f"the config differs from {PARAMS_FILE}, which the mmbalance CLI reads: "

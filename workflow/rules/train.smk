@@ -4,9 +4,11 @@
 # one after the other, each in a process forked after the imports (`mmbalance train --seed 0
 # --seed 1 ...`): the ~3 s of start-up per process is paid once per job, and a seed trains exactly
 # as it would alone. `--run-id` makes the CLI refuse to run if params.yaml changed after the DAG
-# was built. Checkpoints (ckpt/) and train.log are deliberately not outputs: Snakemake deletes the
-# outputs of an interrupted job, and the checkpoints are what let the rerun (--rerun-incomplete)
-# resume instead of starting over (finished seeds only rewrite their outputs).
+# was built. Checkpoints and train.log are deliberately not outputs: Snakemake deletes the outputs
+# of an interrupted job, and the checkpoints are what let the rerun (--rerun-incomplete) resume
+# instead of starting over (finished seeds only rewrite their outputs). The CLI writes each run's
+# checkpoints to mmbalance.config.checkpoint_dir (<paths.checkpoints>/<dataset>/<method>/<run id>/
+# seed<k>/), its own DVC output, so the results the tables need are pulled without them.
 
 
 for seeds, methods in seed_groups().items():

@@ -48,6 +48,10 @@ class Analysis:
         """The run directory of each seed the analysis reads."""
         return [config.run_dir(self.params, dataset, method, seed) for seed in self.seeds()]
 
+    def checkpoint_dirs(self, dataset: str, method: str) -> list[Path]:
+        """The checkpoint directory of each seed the analysis reads (``config.checkpoint_dir``)."""
+        return [config.checkpoint_dir(self.params, dataset, method, seed) for seed in self.seeds()]
+
     def inputs(self, dataset: str) -> list[Path]:
         """The run files the analysis needs (workflow inputs): ``reads`` of each run it reads."""
         return [d / self.reads for m in self.methods() for d in self.run_dirs(dataset, m)]

@@ -28,12 +28,13 @@ def feature_store(params: Mapping[str, Any], dataset: str) -> FeatureStore:
 
 
 def load_model(
-    run_dir: Path, name: str, store: FeatureStore, device: torch.device | str = "cpu"
+    checkpoint_dir: Path, name: str, store: FeatureStore, device: torch.device | str = "cpu"
 ) -> tuple[Method, nn.Module, dict[str, Any]]:
-    """``(method, model, state)`` from the run's checkpoint ``name`` (``last``, ``selected``, ``epoch<k>``):
+    """``(method, model, state)`` from the checkpoint ``name`` (``last``, ``selected``, ``epoch<k>``) in a
+    run's ``checkpoint_dir``:
     the method's state first, then the model it builds (AUG's grown classifiers come back), then the
     weights; the model in eval mode. A missing checkpoint is a :class:`DataError` saying how to get it."""
-    path = checkpoint_path(run_dir, name)
+    path = checkpoint_path(checkpoint_dir, name)
     if not path.is_file():
         raise DataError(
             f"{path}: no '{name}' checkpoint; the run predates it or does not keep it "

@@ -1,7 +1,7 @@
 """Grad-CAM of the visual and audio encoders at chosen epochs (LFM Figure 4, AUG Figure 4).
 
 For each method (first seed) and each chosen epoch, the model kept after that epoch
-(``ckpt/epoch<k>.pt``: the runs of these methods keep those epochs, ``config.kept_epochs``) and a
+(checkpoints ``epoch<k>``: the runs of these methods keep those epochs, ``config.kept_epochs``) and a
 fixed set of test samples (the first test sample of each class, then the second, ... in class order),
 the class-activation map of every modality with a convolutional encoder (spectrogram, frames, image)
 by Grad-CAM (Selvaraju et al. ICCV'17) with the PyPI ``grad-cam`` package: the map of one stage of the
@@ -183,10 +183,10 @@ class GradCAMAnalysis(Analysis):
             if method not in self.methods():
                 grid["methods"][method] = None
                 continue
-            run_dir = self.run_dirs(dataset, method)[0]
+            checkpoints = self.checkpoint_dirs(dataset, method)[0]
             grid["methods"][method] = {}
             for epoch in epochs:
-                found = self.epoch_maps(run_dir, epoch, store, picked, kinds, modalities)
+                found = self.epoch_maps(checkpoints, epoch, store, picked, kinds, modalities)
                 for modality, (maps, stage, probs) in found.items():
                     arrays[f"{method}/{modality}/epoch{epoch}"] = maps.astype(np.float16)
                     grid["methods"][method][(modality, epoch)] = [
@@ -219,7 +219,7 @@ class GradCAMAnalysis(Analysis):
 
     def epoch_maps(
         self,
-        run_dir: Path,
+        checkpoint_dir: Path,
         epoch: int,
         store: Any,
         picked: list[int],
@@ -227,7 +227,7 @@ class GradCAMAnalysis(Analysis):
         modalities: list[str],
     ) -> dict[str, tuple[np.ndarray, int, np.ndarray]]:
         """``{modality: (maps, stage, fused probabilities)}`` of the model kept after ``epoch``."""
-        method, model, state = runs.load_model(run_dir, epoch_checkpoint_name(epoch), store)
+        method, model, state = runs.load_model(checkpoint_dir, epoch_checkpoint_name(epoch), store)
         batch = self.sample_batch(store, state, picked)
         with torch.no_grad():
             probs = method.predict(model(batch.inputs))["fused"].float().numpy()

@@ -140,7 +140,7 @@ class LossLandscape(Analysis):
             if method not in self.methods():
                 surfaces["methods"][method] = None
                 continue
-            _, model, state = runs.load_model(self.run_dirs(dataset, method)[0], "last", store)
+            _, model, state = runs.load_model(self.checkpoint_dirs(dataset, method)[0], "last", store)
             batch = self.training_subset(store, state)
             surfaces["methods"][method], sharp[method] = {}, {}
             for index, modality in enumerate(modalities):

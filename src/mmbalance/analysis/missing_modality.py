@@ -117,10 +117,10 @@ class MissingModality(Analysis):
         return [*(stem.with_suffix(s) for s in (".md", ".csv", ".tex")), Path(f"{stem}_runs.csv")]
 
     def evaluate_run(
-        self, run_dir: Path, store: Any, modalities: list[str]
+        self, checkpoint_dir: Path, store: Any, modalities: list[str]
     ) -> dict[tuple[str, float], float]:
         """``{(missing modality, share): fused test accuracy}`` of one run, ``(complete, 0)`` included."""
-        method, model, state = runs.load_model(run_dir, "selected", store)
+        method, model, state = runs.load_model(checkpoint_dir, "selected", store)
         data = runs.batches(store, state, "test")
         features = state.get("test_features")
         n = data.labels.size
@@ -145,7 +145,9 @@ class MissingModality(Analysis):
         raw: list[dict[str, Any]] = []
         table_rows = []
         for method in self.methods():
-            per_seed = [self.evaluate_run(d, store, modalities) for d in self.run_dirs(dataset, method)]
+            per_seed = [
+                self.evaluate_run(d, store, modalities) for d in self.checkpoint_dirs(dataset, method)
+            ]
             for seed, values in zip(self.seeds(), per_seed, strict=True):
                 raw += [
                     {"method": method, "seed": seed, "missing": m, "share": s, "acc": values[(m, s)]}

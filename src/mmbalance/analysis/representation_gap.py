@@ -5,7 +5,7 @@ The engine logs, every epoch, the modality gap of Liang et al. (NeurIPS'22) on t
 between the centroids of the two modalities' L2-normalised encoder features), for every run whose
 modalities' features share a width. This analysis draws it per epoch (mean ± std over seeds) for
 LFM's four methods, and projects both modalities' L2-normalised test features of the last epoch
-(``ckpt/last.pt`` of the first seed) onto the first two principal components of their union.
+(the ``last`` checkpoint of the first seed) onto the first two principal components of their union.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class RepresentationGap(Analysis):
         rows: list[dict[str, Any]] = []
         seed = self.seeds()[0]
         for method in methods:
-            _, model, state = runs.load_model(self.run_dirs(dataset, method)[0], "last", store)
+            _, model, state = runs.load_model(self.checkpoint_dirs(dataset, method)[0], "last", store)
             features = runs.encode_split(model, runs.batches(store, state, "test"))
             stacked = pca_2d(np.concatenate([normalised(features[m]) for m in modalities]))
             points[method] = dict(zip(modalities, np.split(stacked, len(modalities)), strict=True))

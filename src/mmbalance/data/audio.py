@@ -65,7 +65,12 @@ def read_wav(path: Path, sample_rate: int) -> np.ndarray:
         raise DataError(f"{path}: audio file not found")
     _check_riff_length(path)
     try:
-        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+        handle = sf.SoundFile(path)
+    except (sf.SoundFileError, RuntimeError, OSError) as exc:
+        raise DataError(f"{path}: cannot open: not a readable audio file ({exc})") from exc
+    try:
+        with handle:
+            samples, rate = handle.read(dtype="float32", always_2d=True), handle.samplerate
     except (sf.SoundFileError, RuntimeError, OSError) as exc:
         raise DataError(f"{path}: cannot decode audio ({exc})") from exc
     if samples.shape[0] == 0:

@@ -13,8 +13,10 @@ The raw manifest's per-split clip counts (listed, found, missing; :func:`~mmbala
 base.clip_availability`), where the dataset reports them, are copied into the store's manifest as
 ``clips``, checked against the number of clips extracted; training copies them into ``metrics.json``.
 
-Every input file is first checked against the sha256 in the raw manifest (a file cut short
-can still decode), then decoded in ``workers`` processes (numpy, librosa, PyAV and OpenCV; never torch). The
+Every file extraction reads is first checked against the sha256 in the raw manifest: the split
+files (``splits/<split>.csv``, all a dataset's ``items`` reads, so an edited label is refused)
+before they are parsed, every media file (a file cut short can still decode) before it is
+decoded in ``workers`` processes (numpy, librosa, PyAV and OpenCV; never torch). The
 arrays are filled in a hidden staging folder inside ``out_dir``; only when every split is
 complete are they moved into place and ``manifest.json`` written, last and atomically. Any
 missing, altered, truncated or undecodable input stops extraction with a :class:`DataError`
@@ -38,7 +40,15 @@ import librosa
 import numpy as np
 
 from mmbalance import __version__
-from mmbalance.data.datasets.base import MANIFEST, SPLITS, Item, clip_availability, parallel_map, sha256_file
+from mmbalance.data.datasets.base import (
+    MANIFEST,
+    SPLIT_DIR,
+    SPLITS,
+    Item,
+    clip_availability,
+    parallel_map,
+    sha256_file,
+)
 from mmbalance.data.store import FORMAT_VERSION, array_entry
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import write_csv, write_json
@@ -69,23 +79,31 @@ def _features(
     out = {}
     for modality, (kind, cfg) in specs.items():
         path = Path(paths[modality])
-        if not path.is_file():
-            raise DataError(f"{path}: file not found")
-        if sha256_file(path) != expected[modality]:
-            raise DataError(f"{path}: sha256 does not match the raw manifest (altered or truncated file)")
+        _verify(path, expected[modality])
         out[modality] = KINDS.get(kind)().compute(path, {**cfg, **settings.get(modality, {})})
     return out
+
+
+def _verify(path: Path, sha256: str) -> None:
+    """A :class:`DataError` naming ``path`` unless the file exists with the raw manifest's ``sha256``."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if sha256_file(path) != sha256:
+        raise DataError(f"{path}: sha256 does not match the raw manifest (altered or truncated file)")
+
+
+def _expected(path: Path, raw_dir: Path, hashes: Mapping[str, str], raw_manifest: Path) -> str:
+    """The sha256 the raw manifest holds for ``path`` (a file inside ``raw_dir``)."""
+    rel = Path(path).relative_to(raw_dir).as_posix()
+    if rel not in hashes:
+        raise DataError(f"{path}: not listed in {raw_manifest}")
+    return hashes[rel]
 
 
 def _tasks(items: list[Item], raw_dir: Path, hashes: Mapping[str, str], raw_manifest: Path) -> list[tuple]:
     tasks = []
     for item in items:
-        expected = {}
-        for modality, path in item.paths.items():
-            rel = Path(path).relative_to(raw_dir).as_posix()
-            if rel not in hashes:
-                raise DataError(f"{path}: not listed in {raw_manifest}")
-            expected[modality] = hashes[rel]
+        expected = {m: _expected(p, raw_dir, hashes, raw_manifest) for m, p in item.paths.items()}
         tasks.append(({m: str(p) for m, p in item.paths.items()}, expected, item.settings))
     return tasks
 
@@ -177,6 +195,9 @@ def extract(
     cfg = _modality_config(plugin.modalities, feature_cfg)
     specs = {modality: (kind, cfg[modality]) for modality, kind in plugin.modalities.items()}
     class_names = plugin.class_names(data_cfg)
+    for split in SPLITS:  # what items() reads: the split files, checked like every media file
+        split_file = raw_dir / SPLIT_DIR / f"{split}.csv"
+        _verify(split_file, _expected(split_file, raw_dir, hashes, raw_manifest_path))
     splits = {split: plugin.items(raw_dir, split) for split in SPLITS}
     for split, items in splits.items():
         if not items:

@@ -40,9 +40,19 @@ def uniform_indices(available: int, wanted: int) -> np.ndarray:
     return np.floor((np.arange(wanted) + 0.5) * available / wanted).astype(np.int64)
 
 
+def open_container(path: Path) -> av.container.InputContainer:
+    """Open a media file with PyAV; a file whose container cannot be read at all (not a media file,
+    cut before its index) raises :class:`DataError` saying "cannot open", so that "cannot decode"
+    is kept for streams that open but fail to decode."""
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise DataError(f"{path}: cannot open: not a readable media container ({exc})") from exc
+
+
 def _decode_at_rate(path: Path, rate: float, size: int) -> list[np.ndarray]:
     slots: list[np.ndarray] = []
-    with av.open(str(path)) as container:
+    with open_container(path) as container:
         if not container.streams.video:
             raise DataError(f"{path}: no video stream")
         stream = container.streams.video[0]

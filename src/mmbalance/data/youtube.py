@@ -10,8 +10,9 @@ lists and a folder of clips into the raw folder of the dataset contract
     AudioWAV/<clip_id>.wav     its first audio track, mono PCM_16 at ``audio_rate`` (PyAV/libswresample)
     splits/<split>.csv         clip_id,label,youtube_id,start,audio,video (the clips found, list order)
     missing/<split>.tsv        clip_id, youtube_id, reason (every listed clip that is not in splits/)
+    short.tsv                  split, clip_id, audio_seconds, video_seconds (clips shorter than short_seconds)
     classes.txt                one class name per line
-    manifest.json              written last: settings, counts, listed/missing/unreadable per split, sha256
+    manifest.json              written last: settings, counts, listed/missing/unreadable/short, sha256
 
 **Sources** (``source``). ``folder``: the clips are already in ``clips_dir`` (searched recursively;
 ``.mp4``, ``.mkv`` or ``.webm``). ``yt-dlp``: each listed clip not yet in ``clips_dir`` is fetched
@@ -34,6 +35,13 @@ manifest, the ids with a reason in ``missing/<split>.tsv``. A split whose missin
 ``max_missing_fraction`` stops the run (default 1.0: never). A clip that is present but cannot be
 decoded (no audio or video stream, a broken file) stops the run naming it (``on_unreadable:
 error``), or is counted with the missing ones (``count``).
+
+**Short clips are counted too**: a clip whose audio or video track lasts less than ``short_seconds``
+(9.5 s: the documented clips last 10 s, a downloaded section a few milliseconds less) is tiled to
+the front-end's length at extraction, which a 2-s clip or a 0.01-s audio track makes a different
+input. Per split the count is stored in the raw manifest (``short``), the clips with both
+durations in ``short.tsv``, and a warning gives the counts; ``on_short: error`` stops the run
+instead.
 
 **Audio.** :mod:`mmbalance.data.audio` reads WAV files (soundfile), and the reference pipelines
 extract a WAV per clip first (VGGSound ``preprocess_audio.py``, OGM-GE ``mp4_to_wav.py``: ffmpeg
@@ -81,6 +89,7 @@ from mmbalance.data.datasets.base import (
     write_raw_manifest,
 )
 from mmbalance.data.download import file_digest, place
+from mmbalance.data.video import open_container
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import atomic_open, atomic_path, write_csv
 
@@ -89,6 +98,7 @@ log = logging.getLogger("mmbalance.data")
 VIDEO_DIR = "Video"
 AUDIO_DIR = "AudioWAV"
 MISSING_DIR = "missing"
+SHORT = "short.tsv"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm")
 YTID_LENGTH = 11
 INCOMING = ".incoming"
@@ -117,6 +127,8 @@ class ClipsConfig:
     val_seed: int = 0
     max_missing_fraction: float = 1.0
     on_unreadable: str = field(default="error", metadata={"choices": ("error", "count")})
+    short_seconds: float = 9.5
+    on_short: str = field(default="warn", metadata={"choices": ("warn", "error")})
     ytdlp: str = "yt-dlp"
     ffmpeg: str = "ffmpeg"
     ytdlp_format: str = "bv*[height<=360][ext=mp4]+ba[ext=m4a]/b[height<=360]/bv*+ba/b"
@@ -350,22 +362,24 @@ def download_clips(
 def probe(path: Path) -> str:
     """ "" when ``path`` opens with a video and an audio stream, else what is wrong (naming it)."""
     try:
-        with av.open(str(path)) as container:
+        with open_container(path) as container:
             if not container.streams.video:
                 return f"{path}: no video stream"
             if not container.streams.audio:
                 return f"{path}: no audio stream"
-    except (av.FFmpegError, OSError) as exc:
-        return f"{path}: cannot open ({exc})"
+    except DataError as exc:
+        return str(exc)
     return ""
 
 
 def write_wav(src: Path, dest: Path, rate: int) -> None:
     """Decode the first audio stream of ``src`` to mono PCM_16 at ``rate`` Hz (0: the stream's rate)
-    into ``dest`` (atomically); :class:`DataError` naming ``src`` if there is none or it cannot be decoded."""
+    into ``dest`` (atomically); :class:`DataError` naming ``src`` if it cannot be opened, has no such
+    stream or the stream cannot be decoded."""
     chunks = []
+    container = open_container(src)
     try:
-        with av.open(str(src)) as container:
+        with container:
             if not container.streams.video:
                 raise DataError(f"{src}: no video stream")
             if not container.streams.audio:
@@ -385,8 +399,26 @@ def write_wav(src: Path, dest: Path, rate: int) -> None:
         sf.write(tmp, samples, rate, subtype="PCM_16", format="WAV")
 
 
+def video_seconds(path: Path) -> float:
+    """How long the first video stream of ``path`` lasts, from the container's index (no decoding):
+    the stream's duration, else the container's, else the end of its last packet."""
+    with open_container(path) as container:
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / av.time_base
+        ends = [
+            (packet.pts + (packet.duration or 0)) * packet.time_base
+            for packet in container.demux(stream)
+            if packet.pts is not None
+        ]
+        return float(max(ends, default=0))
+
+
 def _materialise(out_dir: str, mode: str, rate: int, task: tuple[str, str]) -> dict[str, Any]:
-    """Worker: link the clip, write its WAV, hash both; ``{"error": ...}`` if it cannot be decoded."""
+    """Worker: link the clip, write its WAV, hash both, measure both tracks; ``{"error": ...}`` if it
+    cannot be opened or decoded."""
     clip_id, source = task
     src, root = Path(source), Path(out_dir)
     video_rel = f"{VIDEO_DIR}/{clip_id}{src.suffix.lower()}"
@@ -395,6 +427,7 @@ def _materialise(out_dir: str, mode: str, rate: int, task: tuple[str, str]) -> d
     try:
         if not (wav.is_file() and wav.stat().st_mtime >= src.stat().st_mtime):
             write_wav(src, wav, rate)
+        seconds = {"audio": sf.info(wav).duration, "video": video_seconds(src)}
     except DataError as exc:
         return {"clip_id": clip_id, "error": str(exc)}
     place(src, root / video_rel, mode=mode)
@@ -402,6 +435,7 @@ def _materialise(out_dir: str, mode: str, rate: int, task: tuple[str, str]) -> d
         "clip_id": clip_id,
         "audio": wav_rel,
         "video": video_rel,
+        "seconds": seconds,
         "files": {rel: sha256_file(root / rel) for rel in (wav_rel, video_rel)},
     }
 
@@ -412,6 +446,32 @@ def _check_missing(split: str, listed: int, missing: int, limit: float, where: P
             f"split '{split}': {missing} of {listed} clips missing ({missing / listed:.1%}), above "
             f"max_missing_fraction {limit:g}; the ids and reasons are in {where}"
         )
+
+
+def _report_short(
+    dataset: str,
+    cfg: Mapping[str, Any],
+    short: Mapping[str, list[list[Any]]],
+    counts: Mapping[str, int],
+    out_dir: Path,
+) -> None:
+    """Write ``short.tsv`` and warn with the count of short clips per split, or stop (``on_short: error``)."""
+    with atomic_open(out_dir / SHORT, newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(["split", "clip_id", "audio_seconds", "video_seconds"])
+        writer.writerows([split, *row] for split in SPLITS for row in short[split])
+    total = sum(len(rows) for rows in short.values())
+    if not total:
+        return
+    per_split = ", ".join(f"{split} {len(short[split])} of {counts[split]}" for split in SPLITS)
+    message = (
+        f"{dataset}: {total} clip(s) with audio or video shorter than short_seconds "
+        f"{float(cfg['short_seconds']):g} s ({per_split}), tiled to the clip length at extraction; "
+        f"the clips and durations are in {out_dir / SHORT}"
+    )
+    if cfg["on_short"] == "error":
+        raise DataError(f"{message}. Replace them, or set data.{dataset}.on_short: warn to keep them")
+    log.warning("%s", message)
 
 
 def _remove_stale(folder: Path, keep: set[str]) -> None:
@@ -480,7 +540,7 @@ def prepare_clips(
     if unreadable and cfg["on_unreadable"] == "error":
         first = next(iter(unreadable.values()))
         raise DataError(
-            f"{len(unreadable)} clip(s) cannot be decoded, first: {first}. Delete or replace them "
+            f"{len(unreadable)} clip(s) cannot be opened or decoded, first: {first}. Delete or replace them "
             f"(with source: yt-dlp a deleted clip is fetched again), or set data.{dataset}.on_unreadable: "
             "count to report them as missing"
         )
@@ -489,9 +549,10 @@ def prepare_clips(
 
     files: dict[str, str] = {}
     counts: dict[str, int] = {}
-    report: dict[str, dict[str, int]] = {"listed": {}, "missing": {}, "unreadable": {}}
+    report: dict[str, dict[str, int]] = {"listed": {}, "missing": {}, "unreadable": {}, "short": {}}
+    short: dict[str, list[list[Any]]] = {}
     for split in SPLITS:
-        rows, gone = [], dict(missing[split])
+        rows, gone, short[split] = [], dict(missing[split]), []
         for clip in lists[split]:
             result = results.get(clip.clip_id)
             if result is None:
@@ -500,6 +561,9 @@ def prepare_clips(
                 gone[clip.clip_id] = f"unreadable: {result['error']}"
                 continue
             files.update(result["files"])
+            seconds = result["seconds"]
+            if min(seconds.values()) < float(cfg["short_seconds"]):
+                short[split].append([clip.clip_id, f"{seconds['audio']:.3f}", f"{seconds['video']:.3f}"])
             start = "" if clip.start is None else f"{clip.start:g}"
             rows.append(
                 {
@@ -522,6 +586,7 @@ def prepare_clips(
         report["listed"][split] = len(lists[split])
         report["missing"][split] = len(gone)
         report["unreadable"][split] = sum(reason.startswith("unreadable: ") for reason in gone.values())
+        report["short"][split] = len(short[split])
         log_at = log.warning if gone else log.info
         log_at(
             "%s %s: %d listed, %d found, %d missing (ids and reasons in %s)",
@@ -532,6 +597,7 @@ def prepare_clips(
             len(gone),
             out_dir / MISSING_DIR / f"{split}.tsv",
         )
+    _report_short(dataset, cfg, short, counts, out_dir)
     with atomic_open(out_dir / "classes.txt") as handle:
         handle.write("".join(f"{name}\n" for name in class_names))
     for path in sorted(out_dir.rglob("*")):

@@ -1,6 +1,8 @@
 """Checkpoint files of a run (written to a temporary name, then renamed) and where they live.
 
-A run keeps, under :func:`checkpoint_path`:
+A run keeps in its checkpoint directory (:func:`checkpoint_path`; the workflow's is
+``checkpoints/<dataset>/<method>/<run id>/seed<k>/``, :func:`mmbalance.config.checkpoint_dir`, a tree of
+its own so that the results a user pulls stay small; ``<run dir>/ckpt/`` when none is given):
 
 - ``last`` — everything needed to resume (model, optimiser, schedule, method state, RNG states,
   history), rewritten after every epoch;
@@ -29,10 +31,9 @@ from mmbalance.errors import DataError
 CHECKPOINT_DIR = "ckpt"
 
 
-def checkpoint_path(run_dir: Path, name: str = "last") -> Path:
-    """The checkpoint ``name`` (``last``, ``selected``, ``epoch<k>``) of the run in ``run_dir``: the one
-    place that says where checkpoints live."""
-    return Path(run_dir) / CHECKPOINT_DIR / f"{name}.pt"
+def checkpoint_path(checkpoint_dir: Path, name: str = "last") -> Path:
+    """The checkpoint ``name`` (``last``, ``selected``, ``epoch<k>``) in a run's checkpoint directory."""
+    return Path(checkpoint_dir) / f"{name}.pt"
 
 
 def epoch_checkpoint_name(epoch: int) -> str:

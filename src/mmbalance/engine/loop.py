@@ -33,6 +33,7 @@ from mmbalance.engine.checkpoint import (
 )
 from mmbalance.engine.clip_sampling import clip_sampling
 from mmbalance.engine.convergence import run_convergence
+from mmbalance.engine.environment import environment
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.machine import describe as describe_machine
 from mmbalance.engine.metrics import modality_gaps
@@ -54,9 +55,12 @@ CHECKPOINT = f"{CHECKPOINT_DIR}/last.pt"
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MMBalanceError("--device cuda: no CUDA device is available")
-    return torch.device(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MMBalanceError(f"--device {name}: no CUDA device is available")
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise MMBalanceError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def build_method(resolved: dict[str, Any], modalities: dict[str, str], num_classes: int) -> Method:
@@ -86,10 +90,18 @@ class Trainer:
     """Trains one resolved run configuration into ``run_dir``."""
 
     def __init__(
-        self, resolved: dict[str, Any], feature_dir: Path, run_dir: Path, device: str = "auto"
+        self,
+        resolved: dict[str, Any],
+        feature_dir: Path,
+        run_dir: Path,
+        device: str = "auto",
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.cfg = resolved
         self.run_dir = Path(run_dir)
+        self.checkpoint_dir = (
+            Path(checkpoint_dir) if checkpoint_dir is not None else self.run_dir / CHECKPOINT_DIR
+        )
         self.device = resolve_device(device)
         self.seed = int(resolved["seed"])
         train_cfg = resolved["train"]
@@ -152,7 +164,7 @@ class Trainer:
         }
 
     def resume(self) -> None:
-        path = checkpoint_path(self.run_dir)
+        path = checkpoint_path(self.checkpoint_dir)
         if not path.exists():
             return
         state = load_checkpoint(path)
@@ -233,7 +245,7 @@ class Trainer:
         for name in names:
             kept = features if name == "selected" else None
             state = model_state(self.cfg, epoch, self.model, self.method, kept)
-            save_checkpoint(checkpoint_path(self.run_dir, name), state)
+            save_checkpoint(checkpoint_path(self.checkpoint_dir, name), state)
 
     def track_selection(self, evaluation: dict, test_probs: dict[str, np.ndarray]) -> None:
         """Keep the test predictions of the val-selected epoch (strict improvement: earliest wins)."""
@@ -259,7 +271,7 @@ class Trainer:
         for epoch in bar:
             row = self.run_epoch(epoch)
             self.history.append(row)
-            save_checkpoint(checkpoint_path(self.run_dir), self.state(epoch))
+            save_checkpoint(checkpoint_path(self.checkpoint_dir), self.state(epoch))
             self.write_history()
             bar.set_postfix(val=f"{row['val_fused_acc']:.3f}", test=f"{row['test_fused_acc']:.3f}")
             log.info(
@@ -300,6 +312,7 @@ class Trainer:
             "machine": describe_machine(self.device),
             "config": self.cfg,
             "config_hash": self.cfg["run_id"],
+            "environment": environment(self.device),
         }
         predictions = {"labels": self.batches["test"].labels, "ids": np.array(self.test_ids)}
         predictions.update(self.best_predictions)
@@ -309,7 +322,13 @@ class Trainer:
 
 
 def train(
-    resolved: dict[str, Any], feature_dir: Path, run_dir: Path, device: str = "auto", progress: bool = True
+    resolved: dict[str, Any],
+    feature_dir: Path,
+    run_dir: Path,
+    device: str = "auto",
+    progress: bool = True,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train one run; returns the content of ``metrics.json``."""
-    return Trainer(resolved, feature_dir, run_dir, device).fit(progress=progress)
+    """Train one run into ``run_dir``, its checkpoints into ``checkpoint_dir`` (default ``run_dir/ckpt``;
+    the CLI passes :func:`mmbalance.config.checkpoint_dir`); returns the content of ``metrics.json``."""
+    return Trainer(resolved, feature_dir, run_dir, device, checkpoint_dir).fit(progress=progress)

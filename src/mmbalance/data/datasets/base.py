@@ -99,7 +99,8 @@ class Dataset(abc.ABC):
 
     @abc.abstractmethod
     def items(self, raw_dir: Path, split: str) -> list[Item]:
-        """The clips of ``split`` (one of :data:`SPLITS`) in a prepared ``raw_dir``, in file order."""
+        """The clips of ``split`` (one of :data:`SPLITS`) in a prepared ``raw_dir``, in file order, read
+        from ``splits/<split>.csv`` alone (extraction checks that file against the raw manifest first)."""
 
 
 def read_split_rows(raw_dir: Path, split: str, columns: Sequence[str] = ("clip_id", "label")) -> list[dict]:

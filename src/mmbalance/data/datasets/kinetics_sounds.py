@@ -110,7 +110,9 @@ def parse_list(path: Path) -> list[Clip]:
 
 
 def read_annotations(paths: list[str]) -> dict[str, list[tuple[float, float]]]:
-    """YouTube id → segments from Kinetics-400 annotation CSVs (``youtube_id,time_start,time_end``)."""
+    """YouTube id → segments from Kinetics-400 annotation CSVs (``youtube_id,time_start,time_end``); a
+    missing file, missing column or a row without two numbers raises :class:`DataError` naming the file
+    (and the line)."""
     segments: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for name in paths:
         path = Path(name).expanduser()
@@ -123,7 +125,14 @@ def read_annotations(paths: list[str]) -> dict[str, list[tuple[float, float]]]:
             if not {"youtube_id", "time_start", "time_end"} <= set(reader.fieldnames or ()):
                 raise DataError(f"{path}: expected columns youtube_id, time_start and time_end")
             for row in reader:
-                segments[row["youtube_id"]].append((float(row["time_start"]), float(row["time_end"])))
+                try:
+                    segment = (float(row["time_start"]), float(row["time_end"]))
+                except (TypeError, ValueError) as exc:  # a short row leaves None, a word is no number
+                    raise DataError(
+                        f"{path}: line {reader.line_num}: expected numbers in time_start and time_end "
+                        f"({row['time_start']!r}, {row['time_end']!r})"
+                    ) from exc
+                segments[row["youtube_id"]].append(segment)
     return segments
 
 
