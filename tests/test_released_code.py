@@ -115,9 +115,9 @@ def test_released_code_runs_fix_the_codes_constants_on_every_dataset(profile: st
 
 
 def test_tuned_values_of_the_paper_method_do_not_reach_the_code_run() -> None:
-    """The embedded LFM-LB's η_α 0.01 and 64 samples stay with LFM-LB; the dataset's AUG t_n reaches both."""
+    """The embedded LFM-LB's η_α and 64 samples stay with LFM-LB; MIE's stage lengths reach both."""
     params = copy.deepcopy(PARAMS)
-    assert config.method_options(params, "lfm_lb", dataset="synthav")["alpha_lr"] == 0.01
+    assert config.method_options(params, "lfm_lb", dataset="synthav")["alpha_lr"] == 1.0
     assert config.method_options(params, "lfm_lb_code", dataset="synthav")["alpha_lr"] == 1e-4
     params["methods"]["mie"] = {"rho": [0.5], "stage_epochs": [3, 4]}
     params["train"]["embedded"]["synthav"]["methods"]["mie"] = {"mixup_alpha": 0.2, "stage_epochs": [5, 6]}
