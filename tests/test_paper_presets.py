@@ -14,7 +14,8 @@ initialisation dominates), SGD has no momentum, and datasets whose presets build
 the same modality kinds, encoders (up to the downloaded weights and the normalisation constants)
 and input shapes: Sarcasm and Twitter2015, their CLIP datasets, KS, VGGSound and synthav — are one
 case, run with the first one's method options (the others differ in AUG's t_N and MIE's stage
-lengths, which one step at epoch 0 does not reach). About 2 minutes on one core.
+lengths, which one step at epoch 0 does not reach). Measured: 2 min 12 s on one thread of the shared
+2-core development machine.
 
 The one expected refusal: ``channel`` and ``greedy`` (MMTM between CNN stages) on the image–text
 presets, whose BERT and CLIP towers have no stages (LFM Table 1 leaves those cells empty; docs/methods.md).
