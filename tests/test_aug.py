@@ -102,10 +102,32 @@ def test_assignment_rule(scores: dict, rule: str, sigma: float, expected: str | 
 
 
 def test_assignment_schedule(tiny_spec: ModelSpec) -> None:
+    """The paper by default: every t_N epochs only; the code (``aug_code``) also checks after epoch 0."""
     method = AUG(typed_options(AUG.Options(), {"t_n": 4}, "m"), tiny_spec)
+    assert [e for e in range(12) if method.assignment_due(e, 12)] == [3, 7, 11]
+    method = AUG(typed_options(AUG.Options(), {"t_n": 4, "assign_after_first_epoch": True}, "m"), tiny_spec)
     assert [e for e in range(12) if method.assignment_due(e, 12)] == [0, 3, 7, 11]
-    method = AUG(typed_options(AUG.Options(), {"assign_after_first_epoch": False}, "m"), tiny_spec)
+    method = AUG(typed_options(AUG.Options(), {}, "m"), tiny_spec)
     assert [e for e in range(200) if method.assignment_due(e, 200)] == list(range(19, 200, 20))
+
+
+@pytest.mark.parametrize("init", ["pytorch", "xavier_heads"])
+def test_added_classifier_follows_the_protocol_initialisation(tiny_spec: ModelSpec, init: str) -> None:
+    """``xavier_heads`` (the code's ``add_layer``): Xavier-normal weight, zero bias; ``pytorch``: a
+    nonzero bias within PyTorch's ``±1/√fan_in``."""
+    spec = ModelSpec(tiny_spec.modalities, tiny_spec.encoders, tiny_spec.num_classes, init=init)
+    method, model, optimizer = setup(spec)
+    force_growth(method, context(model, optimizer, method), "video")
+    new = model.fusion.layers["video"][1]
+    fan_in = new.in_features
+    if init == "xavier_heads":
+        assert torch.count_nonzero(new.bias) == 0
+        std = math.sqrt(2.0 / (new.in_features + new.out_features))
+        assert float(new.weight.detach().std()) == pytest.approx(std, rel=0.1)
+    else:
+        assert torch.count_nonzero(new.bias) == new.out_features
+        assert float(new.bias.detach().abs().max()) <= 1 / math.sqrt(fan_in)
+        assert float(new.weight.detach().abs().max()) <= 1 / math.sqrt(fan_in)
 
 
 def test_new_classifier_is_trained_by_default(tiny_spec: ModelSpec) -> None:

@@ -19,7 +19,7 @@ from mmbalance.engine.loop import CHECKPOINT, Trainer
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.methods import lfm_schedules as schedules
 from mmbalance.methods.base import Context, ModelSpec
-from mmbalance.methods.hypergrad import conjugate_gradient, hypergradient
+from mmbalance.methods.hypergrad import STOP_REASONS, conjugate_gradient, hypergradient
 from mmbalance.methods.lfm import code_hvp_mean
 from mmbalance.methods.lfm_losses import info_nce, js_code, pairwise_mean
 from mmbalance.registry import METHODS
@@ -203,12 +203,56 @@ def test_conjugate_gradient_solves_spd_system_and_guards_negative_curvature() ->
     a = torch.randn(4, 4, generator=gen, dtype=torch.float64)
     h = a @ a.t() + torch.eye(4, dtype=torch.float64)
     b = torch.randn(4, generator=gen, dtype=torch.float64)
-    (x,) = conjugate_gradient(lambda p: [h @ p[0]], [b], steps=4)
+    (x,), info = conjugate_gradient(lambda p: [h @ p[0]], [b], steps=4)
     assert torch.allclose(x, torch.linalg.solve(h, b))
-    (damped,) = conjugate_gradient(lambda p: [h @ p[0]], [b], steps=4, damping=0.5)
+    assert info.steps == 4 and STOP_REASONS[info.stop] in ("steps", "converged") and info.residual < 1e-6
+    (damped,), _ = conjugate_gradient(lambda p: [h @ p[0]], [b], steps=4, damping=0.5)
     assert torch.allclose(damped, torch.linalg.solve(h + 0.5 * torch.eye(4, dtype=torch.float64), b))
-    (fallback,) = conjugate_gradient(lambda p: [-p[0]], [b], steps=4)
-    assert torch.equal(fallback, b)
+    (fallback,), info = conjugate_gradient(lambda p: [-p[0]], [b], steps=4)
+    assert torch.equal(fallback, b) and (info.steps, STOP_REASONS[info.stop], info.residual) == (
+        0,
+        "curvature",
+        1.0,
+    )
+    _, info = conjugate_gradient(lambda p: [h @ p[0]], [b], steps=2)
+    assert (info.steps, STOP_REASONS[info.stop]) == (2, "steps") and 0 < info.residual < 1
+    (zero,), info = conjugate_gradient(lambda p: [h @ p[0]], [torch.zeros(4, dtype=torch.float64)], steps=4)
+    assert torch.count_nonzero(zero) == 0 and (info.steps, STOP_REASONS[info.stop]) == (0, "converged")
+
+
+def nonconvex_toy() -> tuple[torch.Tensor, torch.Tensor]:
+    """An indefinite Hessian (eigenvalues 3, 2, 1 and −0.5, as a non-convex inner loss early in
+    training) in a random orthonormal basis, and the right-hand side's direction."""
+    gen = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))
+    h = q @ torch.diag(torch.tensor([3.0, 2.0, 1.0, -0.5], dtype=torch.float64)) @ q.t()
+    return h, torch.randn(4, generator=gen, dtype=torch.float64)
+
+
+def test_damping_makes_the_solve_on_a_nonconvex_toy_stable() -> None:
+    """Undamped CG on an indefinite H stops at the negative curvature, and its truncated iterate jumps
+    when the right-hand side turns a little (the α-gradient jumping between epochs); with λ = 1 above
+    |λ_min| = 0.5 every solve runs to (H + λI)⁻¹b, and nearby right-hand sides give nearby solutions
+    (Lipschitz with ‖(H + λI)⁻¹‖ = 2)."""
+    h, b = nonconvex_toy()
+    eye = torch.eye(4, dtype=torch.float64)
+    turns = [b + 0.01 * k * torch.roll(b, 1) for k in range(101)]
+    undamped = [conjugate_gradient(lambda p: [h @ p[0]], [v], steps=4) for v in turns]
+    damped = [conjugate_gradient(lambda p: [h @ p[0]], [v], steps=4, damping=1.0) for v in turns]
+    assert any(STOP_REASONS[info.stop] == "curvature" for _, info in undamped)
+    for ((x,), info), v in zip(damped, turns, strict=True):
+        assert STOP_REASONS[info.stop] != "curvature" and info.steps >= 3
+        torch.testing.assert_close(x, torch.linalg.solve(h + eye, v))
+
+    def largest_jump(solves: list) -> float:
+        """The largest change of the solution per unit change of the right-hand side between neighbours."""
+        return max(
+            float((x1 - x0).norm() / (v1 - v0).norm())
+            for ((x0,), _), ((x1,), _), v0, v1 in zip(solves, solves[1:], turns, turns[1:], strict=False)
+        )
+
+    assert largest_jump(damped) <= 2.0 + 1e-9
+    assert largest_jump(undamped) > 20 * largest_jump(damped)
 
 
 def test_hypergradient_matches_finite_differences() -> None:
@@ -240,7 +284,8 @@ def test_hypergradient_matches_finite_differences() -> None:
     theta = theta_star(alpha0).clone().requires_grad_(True)
     alpha = torch.tensor(alpha0, dtype=torch.float64, requires_grad=True)
     inner = (1 - alpha) * l_cls(theta) + alpha * l_mm(theta)
-    grad = hypergradient(inner, l_val(theta), [theta], alpha, steps=n)
+    grad, info = hypergradient(inner, l_val(theta), [theta], alpha, steps=n)
+    assert info.steps <= n and STOP_REASONS[info.stop] != "curvature"
     numeric = (float(l_val(theta_star(alpha0 + step))) - float(l_val(theta_star(alpha0 - step)))) / (2 * step)
     assert float(grad) == pytest.approx(numeric, rel=1e-6)
     assert abs(numeric) > 1e-3
@@ -301,8 +346,93 @@ def test_learned_alpha_follows_algorithm_1(tiny_spec: ModelSpec) -> None:
     logs = m.on_epoch_start(ctx)
     assert math.isfinite(logs["alpha_grad"]) and logs["alpha_grad"] != 0.0
     assert logs["alpha"] == pytest.approx(min(max(0.6 - 0.5 * logs["alpha_grad"], 0.0), 1.0))
+    assert set(logs) == {"alpha", "alpha_grad", "cg_steps", "cg_stop", "cg_residual"}
+    assert 0 <= logs["cg_steps"] <= m.options.cg_steps and STOP_REASONS[int(logs["cg_stop"])]
     again = method("lfm_lb", tiny_spec, alpha_lr=0.5, alpha_init=0.6)
     assert again.on_epoch_start(ctx) == logs  # deterministic: fixed batches, eval-mode passes
+
+
+def batch_norm_modes_during(m, ctx: Context) -> tuple[set[bool], bool]:
+    """The BatchNorm modes seen by the held-out passes of ``on_epoch_start`` and whether their running
+    statistics moved; the modules' modes afterwards must be those before."""
+    seen: set[bool] = set()
+    norms = [mod for mod in ctx.model.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    handles = [bn.register_forward_pre_hook(lambda mod, _: seen.add(mod.training)) for bn in norms]
+    before = model_snapshot(ctx.model)
+    modes = [mod.training for mod in ctx.model.modules()]
+    m.on_epoch_start(ctx)
+    for handle in handles:
+        handle.remove()
+    assert [mod.training for mod in ctx.model.modules()] == modes
+    moved = any(not torch.equal(v, before[k]) for k, v in ctx.model.state_dict().items() if "running" in k)
+    return seen, moved
+
+
+@pytest.mark.parametrize(
+    ("mode", "epoch", "training"),
+    [
+        ("eval", 0, False),
+        ("eval", 3, False),
+        ("code", 0, True),
+        ("code", 1, False),
+        ("code", 7, False),
+        ("train", 0, True),
+        ("train", 5, True),
+    ],
+)
+def test_held_out_mode(tiny_spec: ModelSpec, mode: str, epoch: int, training: bool) -> None:
+    """``code`` = Crema_epoch_learnable.py: train mode at epoch 0 (the fresh model, BatchNorm running
+    statistics updated by the 8 samples), eval mode from epoch 1 (the mode validation left);
+    ``train`` = BalanceBenchmark; ``eval`` (default) never updates the statistics."""
+    torch.manual_seed(0)
+    for schedule in ("learned_code", "learned"):
+        if schedule == "learned" and epoch == 0:
+            continue  # Algorithm 1: no α step before the first inner loop
+        m = method("lfm", tiny_spec, schedule=schedule, held_out_mode=mode)
+        ctx = context(m, epoch, data=tiny_splits())
+        ctx.model.eval()  # the loop's state after an epoch's evaluation: the mode must not depend on it
+        seen, moved = batch_norm_modes_during(m, ctx)
+        assert seen == {training} and moved == training, schedule
+        ctx.model.train()
+        assert batch_norm_modes_during(m, ctx)[0] == {training}, schedule
+
+
+# --- features of different widths ---------------------------------------------------------------
+def unequal_spec(tiny_spec: ModelSpec) -> ModelSpec:
+    """Audio 32-d (resnet10 width 4), video 64-d (width 8), as ResNet50's 2048-d next to BERT's 768-d."""
+    encoders = {**tiny_spec.encoders, "video": {"name": "resnet10", "width": 8}}
+    return ModelSpec(tiny_spec.modalities, encoders, tiny_spec.num_classes)
+
+
+def test_infonce_projects_the_wider_features_to_the_narrowest_width(tiny_spec: ModelSpec) -> None:
+    torch.manual_seed(0)
+    m = method("lfm_h", unequal_spec(tiny_spec))
+    ctx = context(m, 1)
+    projection = ctx.model.matching_projections["video"]
+    assert isinstance(ctx.model.matching_projections["audio"], torch.nn.Identity)
+    assert isinstance(projection, torch.nn.Linear) and projection.bias is None
+    assert tuple(projection.weight.shape) == (32, 64)
+    m.on_epoch_start(ctx)
+    batch = make_batch()
+    outputs = ctx.model(batch.inputs)
+    z_a, z_v = outputs.features["audio"], outputs.features["video"]
+    loss, logs = m.loss(outputs, batch, ctx)
+    expected = info_nce(z_a, z_v @ projection.weight.t(), 0.1)
+    assert logs["mm"] == pytest.approx(float(expected.detach()), rel=1e-6)
+    loss.backward()
+    assert projection.weight.grad is not None and torch.count_nonzero(projection.weight.grad) > 0
+    assert ctx.model.fusion.dims == {"audio": 32, "video": 64}  # the classifier reads the raw features
+    # the paper's hyper-gradient runs with the projection among the parameters
+    lb = method("lfm_lb", unequal_spec(tiny_spec), alpha_lr=0.1)
+    lb_ctx = context(lb, 1, data=tiny_splits())
+    assert math.isfinite(lb.on_epoch_start(lb_ctx)["alpha_grad"])
+
+
+def test_equal_widths_and_the_code_loss_add_no_projection(tiny_spec: ModelSpec) -> None:
+    for name, spec in (("lfm_h", tiny_spec), ("lfm_code", unequal_spec(tiny_spec))):
+        model = method(name, spec).build()
+        assert not hasattr(model, "matching_projections"), name
+        assert not any("projection" in key for key in model.state_dict()), name
 
 
 # --- α in history and across a resume ----------------------------------------------------------

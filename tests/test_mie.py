@@ -164,24 +164,26 @@ def test_covariance_pass_matches_numpy() -> None:
         np.testing.assert_allclose(covariances[name].numpy(), value, rtol=1e-6, atol=1e-9)
 
 
-def test_convolution_covariance_uses_batch_mean_input_patches() -> None:
-    """Eq. 5 for a Conv2d: z̄ is the mean over batch and positions of the kh×kw input patches,
-    computed here by slicing the zero-padded input by hand."""
+def test_convolution_covariance_sums_the_outer_products_of_all_patches() -> None:
+    """Eq. 5 for a Conv2d as the IGM code's ``Conv2d`` branch: per batch, every kh×kw patch of the
+    batch-mean input adds its outer product (``patchesᵀ·patches``), the patches sliced here by hand
+    from the zero-padded input, one position at a time."""
     torch.manual_seed(0)
     conv = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=False)
     batches = [torch.randn(n, 2, 5, 4) for n in (2, 3)]
     covariances = cumulative_input_covariance({"c": conv}, batches, conv)
     expected = torch.zeros(18, 18, dtype=torch.float64)
+    positions = 0
     for x in batches:
         padded = F.pad(x.double(), (1, 1, 1, 1))
-        patches = [
-            padded[:, :, i : i + 3, j : j + 3].reshape(len(x), -1)
-            for i in range(0, padded.shape[2] - 2, 2)
-            for j in range(0, padded.shape[3] - 2, 2)
-        ]
-        mean = torch.stack(patches).mean(dim=(0, 1))
-        expected += torch.outer(mean, mean)
+        for i in range(0, padded.shape[2] - 2, 2):
+            for j in range(0, padded.shape[3] - 2, 2):
+                patch = padded[:, :, i : i + 3, j : j + 3].reshape(len(x), -1).mean(0)
+                expected += torch.outer(patch, patch)
+                positions += 1
+    assert positions == 2 * 3 * 2
     torch.testing.assert_close(covariances["c"], expected)
+    assert torch.linalg.matrix_rank(covariances["c"]) > len(batches)  # not one batch-mean patch per batch
 
 
 def test_convolution_gradient_is_multiplied_as_a_flattened_weight() -> None:

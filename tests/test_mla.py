@@ -228,14 +228,28 @@ def test_three_modalities_step_in_order_with_code_weights(tiny_spec: ModelSpec) 
         make_method(four, inference="fixed")
 
 
-def test_shared_head_needs_one_feature_size(tiny_spec: ModelSpec) -> None:
+def test_shared_head_reads_features_of_different_widths_through_a_projection(tiny_spec: ModelSpec) -> None:
+    """Video 64-d next to audio 32-d (as ResNet50's 2048-d next to BERT's 768-d): the shared head reads
+    ``W z_v`` with a learned bias-free ``W`` (64 → 32), audio as it is; OWM's ``P`` lives in 32-d."""
     spec = ModelSpec(
         modalities=tiny_spec.modalities,
         encoders={**tiny_spec.encoders, "video": {"name": "resnet10", "width": 8}},
         num_classes=3,
     )
-    with pytest.raises(ConfigError, match="one feature size"):
-        make_method(spec).build()
+    method, model, ctx = setup(spec)
+    projection = model.fusion.projections["video"]
+    assert isinstance(model.fusion.projections["audio"], torch.nn.Identity)
+    assert tuple(projection.weight.shape) == (32, 64) and projection.bias is None
+    batch = make_batch()
+    with torch.no_grad():
+        outputs = model(batch.inputs)
+        z_v = outputs.features["video"]
+        torch.testing.assert_close(outputs.modality["video"], model.fusion.head(z_v @ projection.weight.t()))
+    before = projection.weight.detach().clone()
+    for _ in range(2):
+        method.training_step(batch, ctx)
+    assert method.projector is not None and tuple(method.projector.shape) == (32, 32)
+    assert projection.weight.grad is not None and not torch.equal(projection.weight, before)
 
 
 # --- resume --------------------------------------------------------------------------------------

@@ -138,6 +138,47 @@ def test_each_phase_updates_exactly_its_parameters(
     assert all(torch.equal(before[n], dict(model.named_parameters())[n].detach()) for n in untouched)
 
 
+@pytest.mark.parametrize(
+    ("epoch", "trained"),
+    [
+        (0, {"encoders.audio", "fusion.head"}),
+        (8, {"encoders.video", "fusion.projections.video", "fusion.head"}),
+        (
+            12,
+            {
+                "encoders.audio",
+                "encoders.video",
+                "fusion.projections.video",
+                "fusion.head",
+                "fusion.boost_rate",
+            },
+        ),
+    ],
+)
+def test_a_wider_modality_trains_its_projection_with_its_encoder(
+    tiny_spec: ModelSpec, epoch: int, trained: set[str]
+) -> None:
+    """Video 64-d next to audio 32-d: the shared head reads video through a learned 64 → 32 projection,
+    trained in the phases that train the video encoder."""
+    spec = ModelSpec(
+        tiny_spec.modalities, {**tiny_spec.encoders, "video": {"name": "resnet10", "width": 8}}, 3
+    )
+    method, model, ctx = setup(spec, epoch)
+    assert tuple(model.fusion.projections["video"].weight.shape) == (32, 64)
+    method.training_step(make_batch(), ctx)
+    groups = (
+        "encoders.audio",
+        "encoders.video",
+        "fusion.projections.video",
+        "fusion.head",
+        "fusion.boost_rate",
+    )
+    with_grad = {
+        next(g for g in groups if n.startswith(g)) for n, p in model.named_parameters() if p.grad is not None
+    }
+    assert with_grad == trained
+
+
 def test_boosting_loss_uses_the_rest_of_the_ensemble(tiny_spec: ModelSpec) -> None:
     """Stage 1 (video): the logged reconcilement loss is the hand formula with ``F_{−v} = β g_a``."""
     method, model, ctx = setup(tiny_spec, epoch=8, alpha=0.0)

@@ -193,9 +193,10 @@ def test_ogm_scales_the_5d_convolution_gradients() -> None:
 
 
 # --- MIE: covariance of 3-D convolution input patches ------------------------------------------------
-def test_conv3d_covariance_uses_batch_mean_input_patches() -> None:
-    """Eq. 5 for a Conv3d (kernel 2×3×3, stride (1, 2, 1), padding (1, 1, 0), dilation (1, 1, 2)): z̄ is
-    the mean over batch and positions of the input patches, sliced here by hand from the padded input."""
+def test_conv3d_covariance_sums_the_outer_products_of_all_patches() -> None:
+    """Eq. 5 for a Conv3d (kernel 2×3×3, stride (1, 2, 1), padding (1, 1, 0), dilation (1, 1, 2)) as the
+    IGM code's convolution branch: every patch of the batch-mean input adds its outer product, the
+    patches sliced here by hand from the padded input."""
     torch.manual_seed(0)
     conv = nn.Conv3d(2, 3, (2, 3, 3), stride=(1, 2, 1), padding=(1, 1, 0), dilation=(1, 1, 2), bias=False)
     assert input_size(conv) == conv.weight[0].numel() == 2 * 2 * 3 * 3
@@ -205,12 +206,9 @@ def test_conv3d_covariance_uses_batch_mean_input_patches() -> None:
     for x in batches:
         padded = F.pad(x.double(), (0, 0, 1, 1, 1, 1))
         out_t, out_h, out_w = conv(x).shape[2:]
-        patches = [
-            padded[:, :, t : t + 2, 2 * h : 2 * h + 3, w : w + 5 : 2].reshape(len(x), -1)
-            for t in range(out_t)
-            for h in range(out_h)
-            for w in range(out_w)
-        ]
-        mean = torch.stack(patches).mean(dim=(0, 1))
-        expected += torch.outer(mean, mean)
+        for t in range(out_t):
+            for h in range(out_h):
+                for w in range(out_w):
+                    patch = padded[:, :, t : t + 2, 2 * h : 2 * h + 3, w : w + 5 : 2].reshape(len(x), -1)
+                    expected += torch.outer(patch.mean(0), patch.mean(0))
     torch.testing.assert_close(covariances["c"], expected)

@@ -5,6 +5,13 @@ A run's resolved config is the merge of the dataset preset of the active profile
 method overrides in ``params.yaml``. The run id is a short hash of exactly the
 resolved keys that affect training, so any change to them moves the run to a new
 path (the DVC + Snakemake staleness pitfall of ``workflow.md`` §2.7 and §5).
+
+Runs that reproduce released code (a variant with ``released_code: true``, or a registered method
+whose class says so, ``lfm_code``) fix every constant the code fixes: ``methods.<method>`` and the
+per-dataset ``train.<profile>.<dataset>.methods.<method>`` reach them only for the method's
+``dataset_settings`` (schedule and shape settings such as AUG's t_N or MIE's stage lengths), so a
+value tuned for the paper's method (LFM-LB's embedded η_α) never leaks into the code's run; the
+variant's ``options`` list the code's constants that differ from the method's defaults.
 """
 
 from __future__ import annotations
@@ -301,26 +308,63 @@ def method_class(params: Mapping[str, Any], name: str) -> type:
     return METHODS.get(base_method(params, name))
 
 
+def reproduces_code(params: Mapping[str, Any], method: str) -> bool:
+    """Whether runs of ``method`` reproduce released code: a variant that says ``released_code: true``,
+    or a registered method whose class sets ``released_code`` (module docstring)."""
+    variant = all_variants(params).get(method)
+    if variant is not None:
+        return bool(variant.get("released_code", False))
+    return METHODS.get(method).released_code
+
+
+def reaching_settings(
+    params: Mapping[str, Any], method: str, block: Mapping[str, Any] | None, where: str
+) -> dict[str, Any]:
+    """The settings of ``block`` (``methods.<plugin>`` or a per-dataset block) that reach runs of
+    ``method``: all of them, or, for a run reproducing released code, its plugin's ``dataset_settings``
+    only. A registered released-code method's own block may not change one of its constants."""
+    block = dict(block or {})
+    if not reproduces_code(params, method):
+        return block
+    settings = METHODS.get(base_method(params, method)).dataset_settings
+    fixed = sorted(set(block) - set(settings))
+    if fixed and base_method(params, method) == method:
+        allowed = ", ".join(settings) or "none"
+        raise ConfigError(
+            f"'{where}.{fixed[0]}': {method} reproduces released code, whose constants are fixed "
+            f"(dataset settings: {allowed}); define a variant to change it"
+        )
+    return {key: value for key, value in block.items() if key in settings}
+
+
 def method_options(
     params: Mapping[str, Any], method: str, source: str = "params.yaml", dataset: str | None = None
 ) -> dict[str, Any]:
     """The options of a run of ``method``: the plugin's defaults, then ``methods.<plugin>``, then, on
     ``dataset``, ``train.<profile>.<dataset>.methods.<plugin>`` (the papers' per-dataset settings),
     then, for a variant, ``variants.<method>.options`` (so a variant differs from its plugin's
-    configured run only in what it names)."""
+    configured run only in what it names) and its ``dataset_options.<dataset>`` (a released code's
+    per-dataset constants, e.g. IGM's Twitter mixup). A run reproducing released code takes only the
+    plugin's dataset settings from the two blocks of the plugin (:func:`reaching_settings`)."""
     base = base_method(params, method)
     cls = METHODS.get(base)
-    overrides = dict(params.get("methods", {}).get(base, {}) or {})
     try:
-        options = typed_options(cls.Options(), overrides, where=f"methods.{base}")
+        where = f"methods.{base}"
+        overrides = reaching_settings(params, method, params.get("methods", {}).get(base), where)
+        options = typed_options(cls.Options(), overrides, where=where)
         if dataset is not None:
             profile = params["profile"]
-            per_dataset = params["train"][profile].get(dataset, {}).get("methods", {}).get(base, {})
             where = f"train.{profile}.{dataset}.methods.{base}"
+            block = params["train"][profile].get(dataset, {}).get("methods", {}).get(base)
+            per_dataset = reaching_settings(params, method, block, where)
             options = typed_options(cls.Options(**options), per_dataset, where=where)
         if base != method:
-            variant = all_variants(params)[method].get("options", {}) or {}
-            options = typed_options(cls.Options(**options), variant, where=f"variants.{method}.options")
+            variant = all_variants(params)[method]
+            where = f"variants.{method}.options"
+            options = typed_options(cls.Options(**options), variant.get("options") or {}, where=where)
+            specific = (variant.get("dataset_options") or {}).get(dataset) if dataset is not None else None
+            where = f"variants.{method}.dataset_options.{dataset}"
+            options = typed_options(cls.Options(**options), specific or {}, where=where)
         return options
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
@@ -350,7 +394,8 @@ def _validate_train_block(params: Mapping[str, Any], name: str, source: str) -> 
 
 def validate_variants(params: Mapping[str, Any], source: str) -> None:
     """A variant is a registered method with options; its name must not shadow a registered one; its
-    ``train`` block must fit some dataset preset (:func:`applies`)."""
+    ``train`` block must fit some dataset preset (:func:`applies`); only a variant reproducing released
+    code sets its own initialisation."""
     registered = set(METHODS.names())
     for name, variant in params.get("variants", {}).items():
         if name in registered:
@@ -360,9 +405,21 @@ def validate_variants(params: Mapping[str, Any], source: str) -> None:
             raise ConfigError(
                 f"{source}: variants.{name}.method: unknown method '{variant['method']}' (known: {known})"
             )
+        if "init" in variant and not variant.get("released_code", False):
+            raise ConfigError(
+                f"{source}: variants.{name}.init: only a variant that reproduces released code "
+                "(released_code: true) sets its own; the protocol's is train.<profile>.<dataset>.init"
+            )
         method_options(params, name, source=source)
         if variant.get("train"):
             _validate_train_block(params, name, source)
+        for dataset in variant.get("dataset_options") or {}:
+            if dataset not in DATASETS:
+                raise ConfigError(
+                    f"{source}: variants.{name}.dataset_options: unknown dataset '{dataset}' "
+                    f"(known: {', '.join(DATASETS.names())})"
+                )
+            method_options(params, name, source=source, dataset=dataset)
 
 
 def short_hash(obj: Any) -> str:
@@ -392,6 +449,19 @@ def data_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     profile = params["profile"]
     return _dataset_block(params["features"][profile], dataset, f"features.{profile}")
+
+
+def initialisation(params: Mapping[str, Any], dataset: str, method: str) -> str:
+    """The heads' initialisation of a run (:mod:`mmbalance.models.init`): the protocol's
+    ``train.<profile>.<dataset>.init`` (default ``pytorch``, the same for every method), except for a
+    run reproducing released code, which uses the code's: its variant's ``init``, else its plugin
+    class's ``code_init`` where given."""
+    own = METHODS.get(base_method(params, method)).code_init if reproduces_code(params, method) else None
+    own = all_variants(params).get(method, {}).get("init", own)
+    if own is not None:
+        return own
+    profile = params["profile"]
+    return _dataset_block(params["train"][profile], dataset, f"train.{profile}").get("init", "pytorch")
 
 
 def train_config(params: Mapping[str, Any], dataset: str, method: str | None = None) -> dict[str, Any]:
@@ -462,7 +532,7 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
         "data": data_config(params, dataset),
         "features": feature_config(params, dataset),
         "feature_id": feature_id(params, dataset),
-        "train": train_config(params, dataset, method),
+        "train": {**train_config(params, dataset, method), "init": initialisation(params, dataset, method)},
         "profile": params["profile"],
         "seed": int(seed),
     }

@@ -43,6 +43,7 @@ from mmbalance.engine.seeding import configure_determinism, rng_state, seed_ever
 from mmbalance.errors import MMBalanceError
 from mmbalance.io import write_csv, write_json, write_npz
 from mmbalance.methods.base import Context, Method, ModelSpec
+from mmbalance.models.init import initialise_heads
 from mmbalance.registry import METHODS
 
 log = logging.getLogger("mmbalance.train")
@@ -64,7 +65,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_method(resolved: dict[str, Any], modalities: dict[str, str], num_classes: int) -> Method:
-    spec = ModelSpec(modalities=modalities, encoders=resolved["train"]["encoders"], num_classes=num_classes)
+    train_cfg = resolved["train"]
+    spec = ModelSpec(modalities, train_cfg["encoders"], num_classes, init=train_cfg.get("init", "pytorch"))
     return METHODS.get(resolved["method_class"])(resolved["method_options"], spec)
 
 
@@ -141,7 +143,9 @@ class Trainer:
     def build_model(self) -> None:
         """Model, optimiser and schedule from the method (and its current state)."""
         train_cfg = self.cfg["train"]
-        self.model = self.method.build().to(self.device)
+        self.model = self.method.build()
+        initialise_heads(self.model.fusion, self.method.spec.init)
+        self.model.to(self.device)
         self.optimizer = build_optimizer(self.method.param_groups(self.model), train_cfg["optimizer"])
         self.schedule = Schedule(self.optimizer, train_cfg["scheduler"])
 

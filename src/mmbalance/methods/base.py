@@ -39,11 +39,14 @@ class Batch:
 
 @dataclass
 class ModelSpec:
-    """What ``build`` needs: modality kinds, encoder configs and the number of classes."""
+    """What ``build`` needs: modality kinds, encoder configs and the number of classes; ``init`` is the
+    protocol's initialisation of the heads (:mod:`mmbalance.models.init`), which the loop applies to
+    the built model and a method to the layers it adds later."""
 
     modalities: dict[str, str]
     encoders: dict[str, dict]
     num_classes: int
+    init: str = "pytorch"
 
 
 @dataclass
@@ -71,6 +74,15 @@ class Method:
     fusion: ClassVar[str] = "concat"
     select_per_head: ClassVar[bool] = False
     """True when each head is a separate model (Unimodal): protocols select epochs per head."""
+    dataset_settings: ClassVar[tuple[str, ...]] = ()
+    """Options that are a dataset's schedule or shape settings (AUG's t_N, MIE's stage lengths): the
+    only ones of ``methods.<name>`` and ``train.<profile>.<dataset>.methods.<name>`` that reach a run
+    reproducing released code (:func:`mmbalance.config.reaching_settings`)."""
+    released_code: ClassVar[bool] = False
+    """True for a registered method whose defaults are a released code's constants (``lfm_code``)."""
+    code_init: ClassVar[str | None] = None
+    """The released code's initialisation of the heads (:mod:`mmbalance.models.init`), for a
+    ``released_code`` method; ``None``: the protocol's."""
     curves: ClassVar[dict[str, str]] = {}
     """``history.csv`` columns worth a per-epoch figure, with their axis label; ``{modality}`` in a
     column name stands for each modality (one line per modality). The report draws one figure per

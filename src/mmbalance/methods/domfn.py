@@ -37,6 +37,7 @@ steps each branch on ``½CE_m² − ηπ_m`` rather than ``CE_m``; the spec's ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +74,8 @@ def joint_objective(ce: Scores, ce_fused: torch.Tensor, penalties: Scores, eta: 
 @register_method("domfn")
 class DOMFN(Method):
     """Unimodal heads and a fused MLP; fuse only when the modality outputs do not diverge."""
+
+    dataset_settings: ClassVar[tuple[str, ...]] = ("pretrain_epochs",)
 
     @dataclass
     class Options:

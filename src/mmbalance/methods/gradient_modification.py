@@ -7,11 +7,13 @@ cumulative outer product of the layer's batch-mean input over one pass of the tr
 each weight gradient of ``l``'s same-named layer is right-multiplied by ``T`` (Eq. 8 in PyTorch's
 ``(out, in)`` weight layout, as in the IGM code: ``W.grad ← W.grad @ T``); biases are left alone.
 
-Linear layers use their input vector. Convolutions (the wider scopes of Table 4) use their input
-*patches*: the layer input unfolded with the convolution's kernel, stride, padding and dilation,
-averaged over the batch and the positions (the IGM code's unused ``Conv2d`` branch), and the
-weight seen as ``(out, in·kh·kw)``; a 3-D convolution (I3D, cnn3d on NVGesture) likewise with
-``(out, in·kt·kh·kw)``.
+Linear layers use their batch-mean input vector ``z̄_t``. Convolutions (the wider scopes of Table 4)
+follow the IGM code's ``Conv2d`` branch (``compute_cov``; computed there, but its modification
+touches the head only): the batch-mean input is unfolded into its *patches* with the convolution's
+kernel, stride, padding and dilation, and every position ``l`` adds its outer product,
+``Ȳ += Σ_l p̄_{t,l} p̄_{t,l}ᵀ`` (``patchesᵀ·patches``), with the weight seen as ``(out, in·kh·kw)``;
+a 3-D convolution (I3D, cnn3d on NVGesture) likewise with ``(out, in·kt·kh·kw)``. (A Linear is the
+one-position case.)
 """
 
 from __future__ import annotations
@@ -53,19 +55,21 @@ def input_size(layer: ModifiableLayer) -> int:
     return layer.in_channels * math.prod(layer.kernel_size)
 
 
-def mean_input(layer: ModifiableLayer, x: torch.Tensor) -> torch.Tensor:
-    """``z̄``: the batch mean of a Linear's input, or of a convolution's input patches over batch and
-    positions (laid out as the flattened weight: channel, then kernel offsets)."""
+def mean_patches(layer: ModifiableLayer, x: torch.Tensor) -> torch.Tensor:
+    """``(D, L)``: the patches of the batch-mean input ``x̄`` at the layer's ``L`` positions, one per
+    column, laid out as the flattened weight (channel, then kernel offsets); a Linear's ``x̄`` is the
+    one column (its input averaged over the batch and any leading dimensions)."""
     if isinstance(layer, nn.Linear):
-        return x.reshape(-1, x.shape[-1]).mean(0)
+        return x.reshape(-1, x.shape[-1]).mean(0)[:, None]
+    x = x.mean(0, keepdim=True)
     if isinstance(layer, nn.Conv2d):
-        patches = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
-        return patches.mean(dim=(0, 2))
+        return F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)[0]
     pt, ph, pw = layer.padding
     x = F.pad(x, (pw, pw, ph, ph, pt, pt))
     for dim, (k, s, d) in enumerate(zip(layer.kernel_size, layer.stride, layer.dilation, strict=True), 2):
         x = x.unfold(dim, (k - 1) * d + 1, s)[..., ::d]  # appends this dimension's kernel offsets
-    return x.mean(dim=(0, 2, 3, 4)).reshape(-1)
+    # (1, C, T', H', W', kt, kh, kw) → (C·kt·kh·kw, T'·H'·W')
+    return x[0].permute(0, 4, 5, 6, 1, 2, 3).reshape(input_size(layer), -1)
 
 
 def scope_layers(head: nn.Module, encoder: nn.Module, fraction: float | None) -> dict[str, ModifiableLayer]:
@@ -97,8 +101,9 @@ def scope_layers(head: nn.Module, encoder: nn.Module, fraction: float | None) ->
 def cumulative_input_covariance(
     layers: dict[str, ModifiableLayer], batches: Iterable[Any], forward: Callable[[Any], object]
 ) -> dict[str, torch.Tensor]:
-    """Eq. 5: ``Ȳ = Σ_t z̄_t z̄_tᵀ`` (float64) of each layer's input, ``z̄_t`` its mean over batch ``t``
-    (:func:`mean_input`: input patches for a convolution).
+    """Eq. 5: ``Ȳ = Σ_t z̄_t z̄_tᵀ`` (float64) of each layer's input, ``z̄_t`` its mean over batch ``t``;
+    for a convolution ``Σ_t Σ_l p̄_{t,l} p̄_{t,l}ᵀ`` over the patches of the batch-mean input
+    (:func:`mean_patches`).
 
     ``forward(batch)`` runs the network (the caller chooses eval mode); hooks read the inputs.
     """
@@ -106,8 +111,8 @@ def cumulative_input_covariance(
 
     def hook(name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
         def record(layer: ModifiableLayer, args: tuple[torch.Tensor, ...]) -> None:
-            mean = mean_input(layer, args[0].detach().double())
-            outer = torch.outer(mean, mean)
+            patches = mean_patches(layer, args[0].detach().double())
+            outer = patches @ patches.T
             sums[name] = sums[name] + outer if name in sums else outer
 
         return record

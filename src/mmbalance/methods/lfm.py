@@ -5,8 +5,11 @@ set at the start of every epoch by a schedule (one epoch = one outer iteration o
 the released code). Paper-vs-code variants (methods.md §A1.5) and their switches:
 
 * ``align_loss``: ``infonce`` — paper §3.2, symmetric InfoNCE on L2-normalised features with
-  temperature ``tau`` (no value given; 0.1 here, CLIP-style); ``js_code`` — the code's
-  ``½KL(m‖p_a) + ½KL(m‖p_v)`` on softmax of the unimodal logits (§A1.2, item 1).
+  temperature ``tau`` (no value given; 0.1 here, CLIP-style); features of different widths (ResNet50
+  2048-d and BERT 768-d on the image–text paper presets) first pass through a learned bias-free
+  projection to the narrowest width (:mod:`mmbalance.models.projections`; the paper does not say how
+  it compares them); ``js_code`` — the code's ``½KL(m‖p_a) + ½KL(m‖p_v)`` on softmax of the
+  unimodal logits (§A1.2, item 1).
 * ``fusion``: ``concat`` — paper, one FC on the concatenated features, ``L_CLS = CE(W z + b)``;
   ``logit_avg`` — code, per-modality linear heads (the ``sum`` fusion's heads) and
   ``L_CLS = CE(mean_m o_m)`` (= ``0.5·o_a + 0.5·o_v``); prediction ``softmax(mean_m o_m)`` (item 2).
@@ -17,17 +20,21 @@ the released code). Paper-vs-code variants (methods.md §A1.5) and their switche
   ``stepwise`` — Table 4's ``h(p)``; ``learned`` — LFM-LB, paper Eq. 2–3 with a CG hyper-gradient;
   ``learned_code`` — ``Crema_epoch_learnable.py``'s HVP-mean rule.
 * Held-out batch of the learned schedules: the first ``alpha_batch`` samples of the validation split
-  (the code holds 16 training samples out and uses 8; the paper says nothing). The extra forward
-  passes run with every module in eval mode (BatchNorm on running statistics, which are not
-  updated), then the modules' modes are restored; the code ran them in train mode.
+  (the code holds 16 training samples out and uses 8; the paper says nothing). ``held_out_mode``
+  sets the modules' mode for the extra passes, restored afterwards: ``eval`` (default: BatchNorm on
+  running statistics, not updated); ``code`` — ``Crema_epoch_learnable.py``, whose α step runs in
+  the mode the previous epoch's validation left: train mode at epoch 0 (the fresh model; BatchNorm
+  on the batch's statistics, running statistics updated), eval mode from epoch 1; ``train`` —
+  BalanceBenchmark, which calls ``model.train()`` before every α step.
+* The paper's hyper-gradient solves ``(H + cg_damping·I) v = ∇_θ L_CLS(val)`` by ``cg_steps`` CG
+  steps (:mod:`mmbalance.methods.hypergrad`); the steps run and the stop reason of each epoch's
+  solve are logged (``cg_steps``, ``cg_stop``, ``cg_residual``).
 * 3 modalities: ``L_MM`` averaged over modality pairs (paper unspecified; BalanceBenchmark's reading).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,29 +42,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.errors import ConfigError, MMBalanceError
+from mmbalance.errors import MMBalanceError
 from mmbalance.methods import lfm_schedules as schedules
 from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
 from mmbalance.methods.hypergrad import grads, hypergradient
 from mmbalance.methods.lfm_losses import info_nce, js_code, pairwise_mean
-from mmbalance.models.model import ModelOutput, build_model
+from mmbalance.models.model import ModelOutput, build_model, in_mode
+from mmbalance.models.projections import project, width_projections
 from mmbalance.registry import register_method
 
 SCHEDULES = ("heuristic", "cubic", "code_poly5", "constant", "stepwise", "learned", "learned_code")
 CODE_CLIP = (0.05, 0.95)
 """The released learnable rule clips α into [0.05, 0.95]; the paper (Algorithm 1) into [0, 1]."""
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Every module in eval mode for the block; each module's own mode restored afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def code_hvp_mean(
@@ -97,8 +93,12 @@ class LFM(Method):
         alpha_lr: float = 1e-4
         """η_α (code: 1e-4, halved every 20 epochs by ``learned_code``; paper: not given)."""
         alpha_batch: int = 8
+        held_out_mode: str = field(default="eval", metadata={"choices": ("eval", "code", "train")})
+        """Module mode of the learned schedules' held-out passes (module docstring)."""
         cg_steps: int = 5
-        cg_damping: float = 0.0
+        cg_damping: float = 100.0
+        """λ of ``(H + λI)`` in the CG solve of ``learned``: above the most negative eigenvalue of ``H``
+        measured on synthav (≈ −75), so every solve is positive definite (docs/methods.md)."""
 
     def __init__(self, options: dict[str, Any], spec: ModelSpec) -> None:
         super().__init__(options, spec)
@@ -108,11 +108,8 @@ class LFM(Method):
         opts = self.options
         fusion = "sum" if opts.fusion == "logit_avg" else "concat"
         model = build_model(self.spec.modalities, self.spec.encoders, fusion, self.spec.num_classes)
-        dims = set(model.fusion.dims.values())
-        if opts.align_loss == "infonce" and len(dims) > 1:
-            raise ConfigError(
-                f"methods.lfm.align_loss=infonce needs equal feature sizes, got {model.fusion.dims}"
-            )
+        if opts.align_loss == "infonce" and len(set(model.fusion.dims.values())) > 1:
+            model.add_module("matching_projections", width_projections(model.fusion.dims))
         return model
 
     # --- losses ----------------------------------------------------------------------------
@@ -126,16 +123,20 @@ class LFM(Method):
         """``L_CLS`` of Eq. 1."""
         return F.cross_entropy(self.fused_logits(outputs), labels)
 
-    def matching_loss(self, outputs: ModelOutput) -> torch.Tensor:
-        """``L_MM`` of Eq. 1: InfoNCE on features or the code's JS on unimodal softmax, pair-averaged."""
+    def matching_loss(self, outputs: ModelOutput, model: nn.Module) -> torch.Tensor:
+        """``L_MM`` of Eq. 1: InfoNCE on features (projected to one width where they differ, see
+        :meth:`build`) or the code's JS on unimodal softmax, pair-averaged."""
         if self.options.align_loss == "infonce":
-            loss = functools.partial(info_nce, tau=self.options.tau)
-            return pairwise_mean({m: outputs.features[m] for m in self.modalities}, loss)
+            features = {m: outputs.features[m] for m in self.modalities}
+            projections = getattr(model, "matching_projections", None)
+            if projections is not None:
+                features = project(projections, features)
+            return pairwise_mean(features, functools.partial(info_nce, tau=self.options.tau))
         return pairwise_mean({m: outputs.modality[m] for m in self.modalities}, js_code)
 
     def loss(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> tuple[torch.Tensor, Logs]:
         cls = self.classification_loss(outputs, batch.labels)
-        mm = self.matching_loss(outputs)
+        mm = self.matching_loss(outputs, ctx.model)
         total = self.options.loss_scale * ((1.0 - self.alpha) * cls + self.alpha * mm)
         return total, {"ce": float(cls.detach()), "mm": float(mm.detach())}
 
@@ -150,7 +151,7 @@ class LFM(Method):
         logs: Logs = {}
         if opts.schedule == "learned":
             if epoch > 0:  # Algorithm 1: α moves after an inner loop over θ
-                logs["alpha_grad"] = self.paper_alpha_gradient(ctx)
+                logs.update(self.paper_alpha_gradient(ctx))
                 self.alpha = min(max(self.alpha - opts.alpha_lr * logs["alpha_grad"], 0.0), 1.0)
         elif opts.schedule == "learned_code":
             logs["alpha_grad"] = self.code_alpha_gradient(ctx)
@@ -189,32 +190,44 @@ class LFM(Method):
             index=torch.cat([b.index for b in parts])[:n],
         )
 
-    def paper_alpha_gradient(self, ctx: Context) -> float:
-        """Eq. 3: ``−∇²_{αθ}L_Total [∇²_{θθ}L_Total]⁻¹ ∇_θ L_CLS(val)``, ``∂_α L_Total = L_MM − L_CLS``.
+    def held_out_training(self, epoch: int) -> bool:
+        """Whether the held-out passes of ``epoch`` run in train mode (``held_out_mode``)."""
+        mode = self.options.held_out_mode
+        return mode == "train" or (mode == "code" and epoch == 0)
+
+    def paper_alpha_gradient(self, ctx: Context) -> Logs:
+        """Eq. 3: ``−∇²_{αθ}L_Total [∇²_{θθ}L_Total + λI]⁻¹ ∇_θ L_CLS(val)``, ``∂_α L_Total = L_MM − L_CLS``.
 
         ``L_Total`` on the epoch's first ``alpha_batch`` training samples, ``L_CLS`` on the held-out
-        validation batch, ``cg_steps`` CG iterations for the inverse-Hessian product.
+        validation batch, ``cg_steps`` CG iterations (damping λ = ``cg_damping``) for the
+        inverse-Hessian product. Returns ``alpha_grad`` and the CG solve's ``cg_steps``, ``cg_stop``
+        (:data:`mmbalance.methods.hypergrad.STOP_REASONS`) and ``cg_residual``.
         """
         train, val = self.held_out(ctx, "train", ctx.epoch), self.held_out(ctx, "val", 0)
         params = [p for p in ctx.model.parameters() if p.requires_grad]
         alpha = torch.tensor(self.alpha, device=ctx.device, requires_grad=True)
-        with eval_mode(ctx.model):
+        opts = self.options
+        with in_mode(ctx.model, self.held_out_training(ctx.epoch)):
             outputs = ctx.model(train.inputs)
-            inner = (1 - alpha) * self.classification_loss(
-                outputs, train.labels
-            ) + alpha * self.matching_loss(outputs)
+            cls = self.classification_loss(outputs, train.labels)
+            inner = (1 - alpha) * cls + alpha * self.matching_loss(outputs, ctx.model)
             outer = self.classification_loss(ctx.model(val.inputs), val.labels)
-            grad = hypergradient(inner, outer, params, alpha, self.options.cg_steps, self.options.cg_damping)
-        return float(grad)
+            grad, info = hypergradient(inner, outer, params, alpha, opts.cg_steps, opts.cg_damping)
+        return {
+            "alpha_grad": float(grad),
+            "cg_steps": float(info.steps),
+            "cg_stop": float(info.stop),
+            "cg_residual": info.residual,
+        }
 
     def code_alpha_gradient(self, ctx: Context) -> float:
         """The released rule on the held-out batch (see :func:`code_hvp_mean`)."""
         batch = self.held_out(ctx, "val", 0)
         params = [p for p in ctx.model.parameters() if p.requires_grad]
-        with eval_mode(ctx.model):
+        with in_mode(ctx.model, self.held_out_training(ctx.epoch)):
             outputs = ctx.model(batch.inputs)
-            cls, mm = self.classification_loss(outputs, batch.labels), self.matching_loss(outputs)
-            return code_hvp_mean(cls, mm, params, self.alpha)
+            cls = self.classification_loss(outputs, batch.labels)
+            return code_hvp_mean(cls, self.matching_loss(outputs, ctx.model), params, self.alpha)
 
     # --- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -245,6 +258,9 @@ class LFMLearned(LFM):
 @register_method("lfm_code")
 class LFMCode(LFM):
     """The released ``Crema_epoch.py``: JS alignment, logit averaging, loss ×2, 5th-degree polynomial α."""
+
+    released_code: ClassVar[bool] = True
+    code_init: ClassVar[str | None] = "xavier_heads"
 
     @dataclass
     class Options(LFM.Options):

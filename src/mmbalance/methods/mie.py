@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +122,7 @@ class MIE(Method):
     """Stage-wise alternating unimodal training with SAM and flat-direction gradient modification."""
 
     fusion = "mlp_heads"
+    dataset_settings: ClassVar[tuple[str, ...]] = ("stage_epochs",)
 
     @dataclass
     class Options:

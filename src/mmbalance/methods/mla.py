@@ -161,11 +161,13 @@ class MLA(Method):
         layer = self.head_layer(ctx.model)
         logs: Logs = {"owm_alpha": alpha}
         stepped: dict[nn.Parameter, torch.Tensor] = {}
+        fusion = ctx.model.fusion
         for m in self.modalities:
-            loss = F.cross_entropy(ctx.model.fusion.head(features[m]), y)
+            inputs = fusion.head_input(m, features[m])
+            loss = F.cross_entropy(fusion.head(inputs), y)
             ctx.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            logs[f"modified_{m}"] = float(self.modify(layer, features[m], alpha))
+            logs[f"modified_{m}"] = float(self.modify(layer, inputs, alpha))
             ctx.optimizer.step()
             self.updates += 1
             stepped.update({p: p.grad for p in ctx.model.parameters() if p.grad is not None})

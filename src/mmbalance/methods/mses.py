@@ -69,6 +69,7 @@ class MSES(Method):
 
     fusion = "sum"
     curves: ClassVar[dict[str, str]] = {"multiplier_{modality}": "gradient multiplier (MSES)"}
+    dataset_settings: ClassVar[tuple[str, ...]] = ("patience",)
 
     @dataclass
     class Options:

@@ -68,6 +68,7 @@ class MSLR(Method):
 
     fusion = "sum"
     curves: ClassVar[dict[str, str]] = {"lr_scale_{modality}": "MSLR learning-rate multiplier c_m"}
+    dataset_settings: ClassVar[tuple[str, ...]] = ("coefficients",)
 
     @dataclass
     class Options:

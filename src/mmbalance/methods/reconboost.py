@@ -47,7 +47,7 @@ is the previous stage's modality.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -109,6 +109,7 @@ class ReconBoost(Method):
     """Stage-wise boosting over modalities on a shared head, each stage closed by global rectification."""
 
     fusion = "boosted_ensemble"
+    dataset_settings: ClassVar[tuple[str, ...]] = ("epochs_per_stage", "correct_epochs")
 
     @dataclass
     class Options:
@@ -155,12 +156,16 @@ class ReconBoost(Method):
         return self.modalities[: min(stage + 1, len(self.modalities))]
 
     def trained(self, model: MultimodalModel, phase: Phase) -> list[nn.Parameter]:
-        """The phase's parameters: ``φ_m`` and ``H`` (boosting); the ensemble's encoders, ``H`` and β."""
+        """The phase's parameters: ``φ_m`` and ``H`` (boosting); the ensemble's encoders, ``H`` and β —
+        each encoder with its projection to the shared head's width, where it has one."""
         fusion = model.fusion
+        members = [phase.modality] if phase.kind == BOOST else self.ensemble(phase.stage)
+        branches = [
+            p for m in members for p in (*model.encoders[m].parameters(), *fusion.projections[m].parameters())
+        ]
         if phase.kind == BOOST:
-            return [*model.encoders[phase.modality].parameters(), *fusion.head.parameters()]
-        encoders = [p for m in self.ensemble(phase.stage) for p in model.encoders[m].parameters()]
-        return [*encoders, *fusion.head.parameters(), fusion.boost_rate]
+            return [*branches, *fusion.head.parameters()]
+        return [*branches, *fusion.head.parameters(), fusion.boost_rate]
 
     def enter(self, model: MultimodalModel, phase: Phase) -> None:
         """Only the phase's parameters require gradients."""
@@ -197,11 +202,11 @@ class ReconBoost(Method):
     def boosting_loss(self, model: MultimodalModel, batch: Batch, phase: Phase) -> tuple[torch.Tensor, Logs]:
         """Reconcilement loss of ``g_m`` plus ``α``·consolidation after stage 0 (phase 1)."""
         opts, m, y = self.options, phase.modality, batch.labels
-        head = model.fusion.head
-        logits = head(model.encoders[m](batch.inputs[m]))
+        fusion = model.fusion
+        logits = fusion.logits(m, model.encoders[m](batch.inputs[m]))
         others = [j for j in self.ensemble(phase.stage - 1) if j != m] if phase.stage > 0 else []
         with torch.no_grad():
-            other_logits = {j: head(model.encoders[j](batch.inputs[j])) for j in others}
+            other_logits = {j: fusion.logits(j, model.encoders[j](batch.inputs[j])) for j in others}
         rest = model.fusion.boost_rate * torch.stack(list(other_logits.values())).sum(0) if others else None
         reconcile = reconcilement_loss(logits, rest, y, opts.weight1, opts.weight2)
         logs = {"reconcile": float(reconcile.detach())}
@@ -218,8 +223,8 @@ class ReconBoost(Method):
     ) -> tuple[torch.Tensor, Logs]:
         """``CE(β Σ_{j ∈ E} g_j, y)`` over the ensemble ``E`` (phase 2)."""
         members = self.ensemble(phase.stage)
-        head = model.fusion.head
-        logits = torch.stack([head(model.encoders[j](batch.inputs[j])) for j in members]).sum(0)
+        fusion = model.fusion
+        logits = torch.stack([fusion.logits(j, model.encoders[j](batch.inputs[j])) for j in members]).sum(0)
         loss = F.cross_entropy(model.fusion.boost_rate * logits, batch.labels)
         return loss, {"ensemble_ce": float(loss.detach())}
 

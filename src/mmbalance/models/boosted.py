@@ -22,7 +22,9 @@ class BoostedClassifiers(Fusion):
 
     ``modality[o]`` is ``F_o``; ``fused`` is ``Σ_o w_o F_o`` (the code's ``merge_alpha`` weighting);
     ``extras[o]`` stacks the classifiers' logits as ``(n_o, B, K)`` for the boosting losses.
-    Added ``Layer1`` weights are Xavier-normal with zero bias, as in the code's ``add_layer``.
+    Every layer starts with PyTorch's initialisation; the protocol's ``init`` (``xavier_heads``: the
+    code's Xavier-normal weights and zero biases, also of ``add_layer``) is applied by the loop and,
+    for the classifiers added during training, by AUG (:mod:`mmbalance.models.init`).
     """
 
     def __init__(
@@ -45,8 +47,6 @@ class BoostedClassifiers(Fusion):
     def add_classifier(self, modality: str) -> nn.Linear:
         """Append a new private ``Layer1`` to ``modality`` and return it."""
         layer = nn.Linear(self.dims[modality], self.hidden)
-        nn.init.xavier_normal_(layer.weight)
-        nn.init.zeros_(layer.bias)
         self.layers[modality].append(layer.to(self.shared.weight.device))
         return layer
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -61,3 +63,16 @@ def build_model(
     encoders = build_encoders(modalities, encoder_cfgs)
     dims = {m: enc.out_dim for m, enc in encoders.items()}
     return MultimodalModel(encoders, FUSIONS.get(fusion)(dims, num_classes, **fusion_kwargs))
+
+
+@contextlib.contextmanager
+def in_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Every module of ``model`` in training (``True``) or eval mode for the block; each module's own
+    mode restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, was_training in modes:
+            module.training = was_training

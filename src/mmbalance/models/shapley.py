@@ -33,13 +33,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from mmbalance.models.fusions.base import Fusion, FusionOutput
-from mmbalance.models.model import ModelOutput, MultimodalModel
+from mmbalance.models.model import ModelOutput, MultimodalModel, in_mode
 
 Coalition = frozenset[str]
 
@@ -66,18 +65,6 @@ def shapley_outputs(outputs: dict[Coalition, torch.Tensor], modalities: list[str
                 total = total + weight * (with_m - outputs[coalition] if coalition else with_m)
         result[m] = total
     return result
-
-
-@contextlib.contextmanager
-def all_in_eval_mode(model: nn.Module) -> Iterator[None]:
-    """Every module in eval mode for the block; each module's own mode restored afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 class GradientScale(nn.Module):
@@ -121,7 +108,7 @@ class ShapleyModel(MultimodalModel):
     def coalition_outputs(self, inputs: dict[str, torch.Tensor]) -> dict[Coalition, torch.Tensor]:
         """``f(S)`` of every non-empty proper coalition, all modules in eval mode."""
         grad = contextlib.nullcontext() if self.masked_gradients else torch.no_grad()
-        with all_in_eval_mode(self), grad:
+        with in_mode(self, False), grad:
             present = self.encode(inputs)
             absent = {m: self.encoders[m](self.masked(m, inputs[m][:1])) for m in self.modalities}
             outputs = {}
