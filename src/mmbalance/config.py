@@ -22,6 +22,7 @@ import jsonschema
 import yaml
 
 from mmbalance import __version__
+from mmbalance.engine import settings as engine_settings
 from mmbalance.errors import ConfigError
 from mmbalance.registry import DATASETS, METHODS
 
@@ -304,11 +305,13 @@ def feature_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
 
 def train_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     """The dataset's training preset, without its per-dataset ``methods`` block (which enters a run
-    through :func:`method_options`, so it moves only the run ids of the methods it names)."""
+    through :func:`method_options`, so it moves only the run ids of the methods it names) and without
+    the engine settings at their defaults (:mod:`mmbalance.engine.settings`: runs that do not use them
+    keep their run ids and outputs)."""
     profile = params["profile"]
     block = _dataset_block(params["train"][profile], dataset, f"train.{profile}")
     block.pop("methods", None)
-    return block
+    return engine_settings.without_defaults(block)
 
 
 def data_id(params: Mapping[str, Any], dataset: str) -> str:
@@ -357,9 +360,11 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
 
 
 def run_id(resolved: Mapping[str, Any]) -> str:
-    """Hash of the keys that affect training (not the seed, which has its own path level)."""
-    keys = ("dataset", "method", "method_class", "method_options", "feature_id", "train")
-    return short_hash({"version": __version__, **{k: resolved[k] for k in keys}})
+    """Hash of the keys that affect training (not the seed, which has its own path level, nor the
+    engine settings that cannot change what a run computes, such as ``prefetch``)."""
+    keys = ("dataset", "method", "method_class", "method_options", "feature_id")
+    hashed = {k: resolved[k] for k in keys}
+    return short_hash({"version": __version__, **hashed, "train": engine_settings.hashed(resolved["train"])})
 
 
 def run_dir(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -12,14 +15,20 @@ from mmbalance.methods.base import Method
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, method: Method, batches: SplitBatches
+    model: torch.nn.Module,
+    method: Method,
+    batches: SplitBatches,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """Metrics per head (``{head: {loss, acc, macro_f1, map}}``) and the heads' probabilities."""
+    """Metrics per head (``{head: {loss, acc, macro_f1, map}}``) and the heads' probabilities; the
+    forward passes run under ``autocast()`` (the run's precision, :mod:`mmbalance.engine.precision`)."""
     was_training = model.training
     model.eval()
     collected: dict[str, list[np.ndarray]] = {}
     for batch in batches.epoch():
-        for head, probs in method.predict(model(batch.inputs)).items():
+        with autocast():
+            predicted = method.predict(model(batch.inputs))
+        for head, probs in predicted.items():
             collected.setdefault(head, []).append(probs.float().cpu().numpy())
     model.train(was_training)
     probs = {head: np.concatenate(parts) for head, parts in collected.items()}

@@ -19,13 +19,15 @@ import torch
 from tqdm import tqdm
 
 from mmbalance.data.store import open_store
-from mmbalance.engine.batches import SplitBatches
+from mmbalance.engine.acceleration import prepare_model
+from mmbalance.engine.batches import split_batches
 from mmbalance.engine.checkpoint import load_checkpoint, save_checkpoint
-from mmbalance.engine.clip_sampling import clip_sampling
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.optim import Schedule, build_optimizer
+from mmbalance.engine.precision import Precision
 from mmbalance.engine.protocols import protocol_metrics
 from mmbalance.engine.seeding import configure_determinism, rng_state, seed_everything, set_rng_state
+from mmbalance.engine.settings import EngineSettings
 from mmbalance.errors import MMBalanceError
 from mmbalance.io import write_csv, write_json, write_npz
 from mmbalance.methods.base import Context, Method, ModelSpec
@@ -60,34 +62,15 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = resolve_device(device)
         self.seed = int(resolved["seed"])
-        train_cfg = resolved["train"]
+        self.settings = EngineSettings.of(resolved["train"])
         store = open_store(Path(feature_dir))
-        splits = {name: store.split(name) for name in ("train", *SPLITS)}
-        where = f"train.{resolved['profile']}.{resolved['dataset']}.clip_sampling"
-        sampling = train_cfg.get("clip_sampling")
-        self.batches = {
-            "train": SplitBatches(
-                splits["train"].arrays,
-                splits["train"].labels,
-                train_cfg["batch_size"],
-                self.device,
-                shuffle=True,
-                seed=self.seed,
-                clips=clip_sampling(store.modalities, splits["train"].arrays, sampling, True, where),
-            )
-        }
-        for name in SPLITS:
-            self.batches[name] = SplitBatches(
-                splits[name].arrays,
-                splits[name].labels,
-                train_cfg["eval_batch_size"],
-                self.device,
-                clips=clip_sampling(store.modalities, splits[name].arrays, sampling, False, where),
-            )
-        self.test_ids = list(splits["test"].ids)
+        where = f"train.{resolved['profile']}.{resolved['dataset']}"
+        self.batches = split_batches(store, resolved["train"], self.device, self.seed, self.settings, where)
+        self.test_ids = list(store.split("test").ids)
         self.clips = store.manifest.get("clips")
 
-        configure_determinism(self.device)
+        configure_determinism(self.device, self.settings.deterministic)
+        self.precision = Precision(self.settings.precision, self.device)
         seed_everything(self.seed)
         self.method = build_method(resolved, store.modalities, store.num_classes)
         self.build_model()
@@ -102,7 +85,7 @@ class Trainer:
     def build_model(self) -> None:
         """Model, optimiser and schedule from the method (and its current state)."""
         train_cfg = self.cfg["train"]
-        self.model = self.method.build().to(self.device)
+        self.model = prepare_model(self.method.build().to(self.device), self.settings)
         self.optimizer = build_optimizer(self.method.param_groups(self.model), train_cfg["optimizer"])
         self.schedule = Schedule(self.optimizer, train_cfg["scheduler"])
 
@@ -119,6 +102,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "method": self.method.state_dict(),
             "rng": rng_state(),
+            "precision": self.precision.state_dict(),
             "history": self.history,
             "best_val": self.best_val,
             "best_predictions": self.best_predictions,
@@ -140,6 +124,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         set_rng_state(state["rng"])
+        self.precision.load_state_dict(state.get("precision", {}))
         self.history = state["history"]
         self.best_val = state["best_val"]
         self.best_predictions = state["best_predictions"]
@@ -160,6 +145,7 @@ class Trainer:
             num_classes=self.num_classes,
             data=self.batches,
             schedule=self.schedule,
+            precision=self.precision,
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -183,7 +169,9 @@ class Trainer:
         row.update(self.train_epoch(epoch))
         evaluation, probs = {}, {}
         for split in SPLITS:
-            evaluation[split], probs[split] = evaluate(self.model, self.method, self.batches[split])
+            evaluation[split], probs[split] = evaluate(
+                self.model, self.method, self.batches[split], self.precision.autocast
+            )
             for head, values in evaluation[split].items():
                 row.update({f"{split}_{head}_{k}": v for k, v in values.items()})
         row.update(self.method.on_epoch_end(self.context(epoch), evaluation))

@@ -154,19 +154,22 @@ class MLA(Method):
         return True
 
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
-        y = batch.labels
-        features = ctx.model.encode(batch.inputs)
+        y, precision = batch.labels, ctx.precision
+        with precision.autocast():
+            features = ctx.model.encode(batch.inputs)
         num_batches = len(ctx.data["train"]) if ctx.data is not None else 1
         alpha = owm_alpha(ctx.step % num_batches, num_batches)
         layer = self.head_layer(ctx.model)
         logs: Logs = {"owm_alpha": alpha}
         stepped: dict[nn.Parameter, torch.Tensor] = {}
         for m in self.modalities:
-            loss = F.cross_entropy(ctx.model.fusion.head(features[m]), y)
+            with precision.autocast():
+                loss = F.cross_entropy(ctx.model.fusion.head(features[m]), y)
             ctx.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            logs[f"modified_{m}"] = float(self.modify(layer, features[m], alpha))
-            ctx.optimizer.step()
+            precision.backward(loss)
+            finite = precision.unscale(ctx.optimizer)
+            logs[f"modified_{m}"] = float(finite and self.modify(layer, features[m].float(), alpha))
+            precision.step(ctx.optimizer)
             self.updates += 1
             stepped.update({p: p.grad for p in ctx.model.parameters() if p.grad is not None})
             logs[f"loss_{m}"] = float(loss.detach())
