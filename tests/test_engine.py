@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +13,10 @@ import pytest
 import torch
 
 from mmbalance import config
-from mmbalance.engine.loop import CHECKPOINT, train
+from mmbalance.engine.loop import train
 from mmbalance.engine.metrics import classification_metrics
 from mmbalance.errors import MMBalanceError
-
-CLI = [sys.executable, "-m", "mmbalance"]
+from tests.resume_check import CLI, cli_killed_and_resumed
 
 
 def run_train(params_path: Path, method: str, seed: int, out: Path) -> dict:
@@ -82,62 +77,8 @@ def test_same_seed_same_metrics(tiny_workspace: Path, tmp_path: Path) -> None:
     assert (tmp_path / "a" / "metrics.json").read_bytes() != (tmp_path / "c" / "metrics.json").read_bytes()
 
 
-def cli_train(params_path: Path, method: str, seed: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            *CLI,
-            "train",
-            "--params",
-            str(params_path),
-            "--dataset",
-            "synthav",
-            "--method",
-            method,
-            "--seed",
-            str(seed),
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) -> None:
-    params = config.load_params(tiny_workspace)
-    reference_params = config.apply_overrides(params, [f"paths.results={tmp_path / 'reference'}"])
-    killed_params = config.apply_overrides(params, [f"paths.results={tmp_path / 'killed'}"])
-    reference_file = tmp_path / "reference.yaml"
-    killed_file = tmp_path / "killed.yaml"
-    for path, data in ((reference_file, reference_params), (killed_file, killed_params)):
-        path.write_text(json.dumps(data))
-
-    assert cli_train(reference_file, "ogm_ge", 0).wait(timeout=300) == 0
-    run_dir = config.run_dir(killed_params, "synthav", "ogm_ge", 0)
-    proc = cli_train(killed_file, "ogm_ge", 0)
-    deadline = time.time() + 300
-    while not (run_dir / CHECKPOINT).exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (run_dir / "metrics.json").exists()
-    resumed = cli_train(killed_file, "ogm_ge", 0)
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    assert "resumed from" in (run_dir / "train.log").read_text()
-    reference_dir = config.run_dir(reference_params, "synthav", "ogm_ge", 0)
-    assert (run_dir / "metrics.json").read_bytes() == (reference_dir / "metrics.json").read_bytes()
-    assert history_without_timing(run_dir / "history.csv") == history_without_timing(
-        reference_dir / "history.csv"
-    )
-    a, b = np.load(run_dir / "predictions.npz"), np.load(reference_dir / "predictions.npz")
-    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    cli_killed_and_resumed(config.load_params(tiny_workspace), tmp_path, "ogm_ge")
 
 
 def test_resuming_a_finished_checkpoint_rewrites_every_output(tiny_workspace: Path, tmp_path: Path) -> None:
