@@ -26,8 +26,9 @@ rule train:
         params_file=PARAMS_FILE,
     message:
         "Training {wildcards.method} on {wildcards.dataset}, seed {wildcards.seed} (run {wildcards.run_id})"
-    # with_gpu.sh sets CUDA_VISIBLE_DEVICES to a free GPU (Snakemake counts GPUs but never
-    # assigns ids) and runs the command unchanged on a machine without GPUs. The path is
+    # with_gpu.sh sets CUDA_VISIBLE_DEVICES to a free GPU slot (Snakemake counts GPUs but never
+    # assigns ids; $GPU_SLOTS_PER_DEVICE runs share a GPU) and runs the command unchanged on a
+    # machine without GPUs. The path is
     # relative to the project root, where Snakemake, SLURM jobs and the container start.
     shell:
         "workflow/scripts/with_gpu.sh mmbalance train --params {params.params_file}"
