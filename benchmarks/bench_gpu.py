@@ -73,6 +73,10 @@ COLUMNS = [
     "peak_gpu_mib",
 ]
 NOT_MEASURED = "not measured"
+FP16_ON_CPU = (
+    "not measured on the CPU: float16 convolutions have no fast CPU kernel (one 16-channel 56x56 conv "
+    "forward and backward takes 2.8 s in fp16 against 0.036 s in fp32 on the development machine)"
+)
 COMPILE_RESERVE_S = 90.0
 """A compiled row starts only with this much of the budget left (compiling two ResNet18s takes a minute)."""
 
@@ -86,6 +90,8 @@ class Row:
     settings: dict[str, Any] = field(default_factory=dict)
     audio: str = "cremad"
     official_loader: bool = False
+    not_on_cpu: str = ""
+    """Why the row is not measured on a CPU (empty: it is)."""
 
     def augmented(self) -> bool:
         return "augment" in self.settings
@@ -106,7 +112,7 @@ def plan(scale: Scale) -> list[Row]:
         ),
         Row("prefetch 2", settings={"prefetch": 2}),
         Row("bf16", settings={"precision": "bf16"}),
-        Row("fp16 (gradient scaler)", settings={"precision": "fp16"}),
+        Row("fp16 (gradient scaler)", settings={"precision": "fp16"}, not_on_cpu=FP16_ON_CPU),
         Row("deterministic false (cuDNN benchmark)", settings={"deterministic": False}),
         Row("channels_last", settings={"channels_last": True}),
         Row("augmentation (its cost)", settings=augment),
@@ -227,10 +233,12 @@ def main() -> None:
             items = write_raw(Path(scratch) / "raw", scale.train)
             for row in rows:
                 reserve = COMPILE_RESERVE_S if row.settings.get("compile") else 0.0
-                if time.perf_counter() - started + reserve > args.budget:
+                if kind == "cpu" and row.not_on_cpu:
+                    results.append(row.not_on_cpu)
+                elif time.perf_counter() - started + reserve > args.budget:
                     results.append(f"{NOT_MEASURED} (time budget of {args.budget:.0f} s spent)")
-                    continue
-                results.append(measure(row, args, scale, stores, items))
+                else:
+                    results.append(measure(row, args, scale, stores, items))
                 print(row.method, row.audio, row.setting, results[-1], flush=True)
     write_results(f"gpu_throughput_{kind}", table(rows, results), COLUMNS, note(args, scale, kind))
 
