@@ -22,19 +22,22 @@ Rows, all through the real engine (:mod:`benchmarks.throughput`) on synthetic st
 - Concat, LFM-H, MIE (its first stage: the audio network, with SAM's two passes) and AUG, today's
   path and all together; Concat on the LFM code's spectrograms.
 
-Each row: one warm-up epoch (compilation, cuDNN autotuning; its seconds are reported), then the timed
-epochs, of which the fastest gives samples/s (on a shared machine the least disturbed); peak GPU
-memory. Results go to ``benchmarks/results/gpu_throughput_<cuda|cpu>.{json,md}``. Asked for a device
-that is absent (``--device cuda`` without CUDA), it writes that file with every row "not measured"
-instead of a number.
+Each row: its trainer built and one warm-up epoch run (compilation, cuDNN autotuning; its seconds are
+reported), then timed epochs in rounds over all rows (a swing of a shared machine's load hits a whole
+round); the fastest epoch of a row gives its samples/s; peak GPU memory of the row. Results go to
+``benchmarks/results/gpu_throughput_<cuda|cpu>.{json,md}``. Asked for a device that is absent
+(``--device cuda`` without CUDA), it writes that file with every row "not measured" instead of a
+number.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,9 +55,9 @@ from benchmarks.throughput import (
     Stores,
     add_device_arguments,
     device_kind,
-    epoch_throughput,
     resolved_run,
-    timed_epochs,
+    timed,
+    train_epoch,
 )
 from mmbalance.data.audio import preload
 from mmbalance.engine.loop import Trainer
@@ -78,7 +81,9 @@ FP16_ON_CPU = (
     "not measured on the CPU: float16 convolutions have no fast CPU kernel (one 16-channel 56x56 conv "
     "forward and backward takes 2.8 s in fp16 against 0.036 s in fp32 on the development machine)"
 )
-COMPILE_RESERVE_S = 90.0
+WARM_UP_SHARE = 0.65
+"""Share of the budget for building and warming up the rows; the rest times them."""
+COMPILE_RESERVE_S = 60.0
 """A compiled row starts only with this much of the budget left (compiling two ResNet18s takes a minute)."""
 
 
@@ -116,17 +121,17 @@ def plan(scale: Scale) -> list[Row]:
         Row("fp16 (gradient scaler)", settings={"precision": "fp16"}, not_on_cpu=FP16_ON_CPU),
         Row("deterministic false (cuDNN benchmark)", settings={"deterministic": False}),
         Row("channels_last", settings={"channels_last": True}),
+        Row("compile", settings={"compile": True}),
         Row("augmentation (its cost)", settings=augment),
         Row("all, without augmentation", settings=dict(FAST)),
+        Row("today, measured again (its spread against the first row is the machine's noise)"),
+        Row("all + compile, with augmentation", settings={**FAST, **augment, "compile": True}),
     ]
     for method in ("lfm_h", "mie", "aug"):
         rows.append(Row("today: fp32, deterministic, synchronous reads", method=method))
         rows.append(Row("all, with augmentation", method=method, settings={**FAST, **augment}))
     rows.append(Row("today: fp32, deterministic, synchronous reads", audio="lfm_code"))
     rows.append(Row("all, with augmentation", audio="lfm_code", settings={**FAST, **augment}))
-    rows.append(Row("today, measured again (its spread against the first row is the machine's noise)"))
-    rows.append(Row("compile", settings={"compile": True}))
-    rows.append(Row("all + compile, with augmentation", settings={**FAST, **augment, "compile": True}))
     return rows
 
 
@@ -153,19 +158,17 @@ class OfficialLoader(Dataset):
         return spectrogram, frame[None], label
 
 
-def official_throughput(
-    trainer: Trainer, items: list, scale: Scale, workers: int, epochs: int
-) -> dict[str, float]:
-    """:func:`benchmarks.throughput.timed_epochs` of epochs fed by :class:`OfficialLoader`."""
+def official_epochs(trainer: Trainer, items: list, scale: Scale, workers: int) -> Callable[[int], None]:
+    """An epoch of ``trainer``'s method fed by :class:`OfficialLoader` (new workers every epoch, as the
+    official scripts' ``DataLoader``)."""
     device = trainer.device
-    generator = torch.Generator().manual_seed(0)
     loader = DataLoader(
         OfficialLoader(items, "cremad", scale.frame),
         batch_size=scale.batch,
         shuffle=True,
         num_workers=workers,
         pin_memory=device.type == "cuda",
-        generator=generator,
+        generator=torch.Generator().manual_seed(0),
     )
 
     def epoch(index: int) -> None:
@@ -178,20 +181,73 @@ def official_throughput(
             )
             trainer.method.training_step(batch, trainer.context(index))
 
-    return timed_epochs(epoch, epochs, device, len(items))
+    return epoch
 
 
-def measure(
-    row: Row, args: argparse.Namespace, scale: Scale, stores: Stores, items: list
-) -> dict[str, float]:
-    torch._dynamo.reset()  # every compiled row pays its own compilation
+@dataclass
+class Live:
+    """A row's trainer, built and warmed up, and its timings so far."""
+
+    run_epoch: Callable[[int], None]
+    samples: int
+    first_epoch_s: float
+    peak_mib: float
+    fastest: float = math.inf
+
+    def result(self) -> dict[str, float]:
+        rate = self.samples / self.fastest
+        return {"samples_per_s": rate, "first_epoch_s": self.first_epoch_s, "peak_mib": self.peak_mib}
+
+
+def prepare(
+    row: Row, args: argparse.Namespace, scale: Scale, stores: Stores, items: list, run_dir: Path
+) -> Live:
+    """Build ``row``'s trainer and run its warm-up epoch (compilation, autotuning, page cache); its GPU
+    memory is the peak during the warm-up above what was allocated before it was built."""
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
     frame = scale.stored if row.augmented() else scale.frame
     resolved = resolved_run(args.params, row.method, scale, row.settings, args.epochs + 1)
-    with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(resolved, stores.get(row.audio, frame), Path(run_dir), args.device)
-        if row.official_loader:
-            return official_throughput(trainer, items, scale, args.workers, args.epochs)
-        return epoch_throughput(trainer, args.epochs)
+    trainer = Trainer(resolved, stores.get(row.audio, frame), run_dir, args.device)
+    if row.official_loader:
+        run_epoch, samples = official_epochs(trainer, items, scale, args.workers), len(items)
+    else:
+        run_epoch, samples = (lambda epoch: train_epoch(trainer, epoch)), len(trainer.batches["train"].labels)
+    first = timed(run_epoch, 0, device)
+    peak = (torch.cuda.max_memory_allocated(device) - before) / 2**20 if device.type == "cuda" else 0.0
+    return Live(run_epoch, samples, first, peak)
+
+
+def measure_all(rows: list[Row], args: argparse.Namespace, scale: Scale, scratch: Path) -> list[dict | str]:
+    """Every row built and warmed up (within :data:`WARM_UP_SHARE` of the budget), then timed in rounds,
+    one epoch of every row per round, until the budget is spent: a swing of the machine's load hits all
+    rows of a round alike, and each row keeps its fastest epoch. Rows left without a timed epoch are
+    "not measured"."""
+    started = time.perf_counter()
+    device = torch.device(args.device)
+    stores = Stores(scratch, scale)
+    preload()
+    items = write_raw(scratch / "raw", scale.train)
+    live: dict[int, Live] = {}
+    results: list[dict | str] = [f"{NOT_MEASURED} (time budget of {args.budget:.0f} s spent)"] * len(rows)
+    for index, row in enumerate(rows):
+        reserve = COMPILE_RESERVE_S if row.settings.get("compile") else 0.0
+        if device.type == "cpu" and row.not_on_cpu:
+            results[index] = row.not_on_cpu
+        elif time.perf_counter() - started + reserve <= WARM_UP_SHARE * args.budget:
+            run_dir = scratch / "runs" / str(index)
+            live[index] = prepare(row, args, scale, stores, items, run_dir)
+            print("warmed up:", row.method, row.audio, row.setting, flush=True)
+    for epoch in range(1, args.epochs + 1):
+        for index, entry in live.items():
+            if time.perf_counter() - started > args.budget:
+                break
+            entry.fastest = min(entry.fastest, timed(entry.run_epoch, epoch, device))
+            results[index] = entry.result()
+            print(f"epoch {epoch}:", rows[index].method, rows[index].setting, results[index], flush=True)
+    return results
 
 
 def main() -> None:
@@ -204,33 +260,19 @@ def main() -> None:
         "--workers", type=int, default=min(16, os.cpu_count() or 1), help="DataLoader workers"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU runs)")
-    parser.add_argument("--budget", type=float, default=200.0, help="seconds; later rows are not measured")
+    parser.add_argument("--budget", type=float, default=240.0, help="seconds; later rows are not measured")
     args = parser.parse_args()
     kind = device_kind(args)
-    cuda = torch.cuda.is_available()
     scale = SCALES[args.scale]
     args.epochs = args.epochs or (2 if kind == "cuda" else 3)
     if kind == "cpu":
         torch.set_num_threads(args.threads)
     rows = plan(scale)
-    results: list[dict[str, float] | str] = []
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch:
-        stores = Stores(Path(scratch), scale)
-        if kind == "cuda" and not cuda:
-            results = [f"{NOT_MEASURED} (no CUDA device on this machine)"] * len(rows)
-        else:
-            preload()
-            items = write_raw(Path(scratch) / "raw", scale.train)
-            for row in rows:
-                reserve = COMPILE_RESERVE_S if row.settings.get("compile") else 0.0
-                if kind == "cpu" and row.not_on_cpu:
-                    results.append(row.not_on_cpu)
-                elif time.perf_counter() - started + reserve > args.budget:
-                    results.append(f"{NOT_MEASURED} (time budget of {args.budget:.0f} s spent)")
-                else:
-                    results.append(measure(row, args, scale, stores, items))
-                print(row.method, row.audio, row.setting, results[-1], flush=True)
+    if kind == "cuda" and not torch.cuda.is_available():
+        results: list[dict | str] = [f"{NOT_MEASURED} (no CUDA device on this machine)"] * len(rows)
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            results = measure_all(rows, args, scale, Path(scratch))
     write_results(f"gpu_throughput_{kind}", table(rows, results), COLUMNS, note(args, scale, kind))
 
 
@@ -270,7 +312,8 @@ def note(args: argparse.Namespace, scale: Scale, kind: str) -> str:
         f"Training-epoch samples/s on `{kind}` (`python -m benchmarks.bench_gpu --device {args.device}`): "
         f"ResNet18 width {scale.width} per modality, batch {scale.batch}, {scale.train} training samples, "
         f"frames {scale.frame} px (stored at {scale.stored} px where augmented), "
-        f"samples/s of the fastest of {args.epochs} timed epoch(s) after a warm-up epoch; official loader "
+        f"samples/s of the fastest of {args.epochs} timed epoch(s), timed in rounds over all rows after a "
+        "warm-up epoch each; official loader "
         f"with {args.workers} DataLoader workers"
         + (f"; {args.threads} torch thread(s)" if kind == "cpu" else "")
         + ". MIE trains its first stage (audio, with SAM). Samples/s count training samples; evaluation is "

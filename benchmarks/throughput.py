@@ -98,33 +98,13 @@ def train_epoch(trainer: Trainer, epoch: int) -> None:
     synchronize(trainer.device)
 
 
-def timed_epochs(
-    run_epoch: Callable[[int], None], epochs: int, device: torch.device, samples: int
-) -> dict[str, float]:
-    """``run_epoch(0)`` as a warm-up (compilation, cuDNN autotuning, page cache, workers), then
-    ``run_epoch(1..epochs)`` timed one by one: ``first_epoch_s``, ``samples_per_s`` of the fastest
-    timed epoch (on a shared machine the least disturbed one) and the peak GPU memory in MiB (0 on
-    the CPU). ``samples``: samples per epoch."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    run_epoch(0)
+def timed(run_epoch: Callable[[int], None], epoch: int, device: torch.device) -> float:
+    """Seconds of ``run_epoch(epoch)``, the device's queue drained before and after."""
     synchronize(device)
-    first = time.perf_counter() - start
-    fastest = float("inf")
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        run_epoch(epoch)
-        synchronize(device)
-        fastest = min(fastest, time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
-    return {"first_epoch_s": first, "samples_per_s": samples / fastest, "peak_mib": peak}
-
-
-def epoch_throughput(trainer: Trainer, epochs: int) -> dict[str, float]:
-    """:func:`timed_epochs` of the trainer's own training epochs (:func:`train_epoch`)."""
-    samples = len(trainer.batches["train"].labels)
-    return timed_epochs(lambda epoch: train_epoch(trainer, epoch), epochs, trainer.device, samples)
+    start = time.perf_counter()
+    run_epoch(epoch)
+    synchronize(device)
+    return time.perf_counter() - start
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
