@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from mmbalance import config
 from mmbalance.engine import loop
+from tests.conftest import write_params
+
+CLI = [sys.executable, "-m", "mmbalance"]
 
 
 class KilledError(Exception):
@@ -91,3 +100,71 @@ def train_killed_and_resumed(
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     return rows
+
+
+def cli_train(params_path: Path, method: str, *seeds: int) -> subprocess.Popen:
+    """``mmbalance train`` of synthav on the CPU with one thread, in a process of its own (several seeds:
+    one command that forks a child per seed)."""
+    return subprocess.Popen(
+        [
+            *CLI,
+            "train",
+            "--params",
+            str(params_path),
+            "--dataset",
+            "synthav",
+            "--method",
+            method,
+            *(arg for seed in seeds for arg in ("--seed", str(seed))),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def cli_killed_and_resumed(params: dict, tmp_path: Path, method: str) -> tuple[Path, Path]:
+    """Train ``method`` (seed 0) with the CLI straight through, and again SIGKILLed as soon as its first
+    checkpoint exists (in the checkpoints tree, where ``mmbalance runs`` then reports the run partial),
+    then started again; assert byte-identical metrics, history and predictions. Returns the reference
+    and the resumed run directories."""
+    runs = {}
+    for name in ("reference", "killed"):
+        runs[name] = config.apply_overrides(
+            params, [f"paths.results={tmp_path / name}", f"paths.checkpoints={tmp_path / f'{name}_ckpt'}"]
+        )
+        write_params(tmp_path / f"{name}.yaml", runs[name])  # YAML: JSON's 1e-05 would read back as a string
+    reference_file, killed_file = tmp_path / "reference.yaml", tmp_path / "killed.yaml"
+
+    assert cli_train(reference_file, method, 0).wait(timeout=300) == 0
+    run_dir = config.run_dir(runs["killed"], "synthav", method, 0)
+    proc = cli_train(killed_file, method, 0)
+    deadline = time.time() + 300
+    checkpoint = config.checkpoint_path(runs["killed"], "synthav", method, 0)
+    while not checkpoint.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "metrics.json").exists()
+    listed = subprocess.run(
+        [*CLI, "runs", "--params", str(killed_file), "--json"], capture_output=True, text=True, check=True
+    )
+    status = {(r["method"], r["seed"]): r["status"] for r in json.loads(listed.stdout)}
+    assert status[(method, 0)] == "partial"
+    resumed = cli_train(killed_file, method, 0)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resumed from" in (run_dir / "train.log").read_text()
+    reference_dir = config.run_dir(runs["reference"], "synthav", method, 0)
+    assert (run_dir / "metrics.json").read_bytes() == (reference_dir / "metrics.json").read_bytes()
+    assert history(run_dir) == history(reference_dir)
+    a, b = np.load(run_dir / "predictions.npz"), np.load(reference_dir / "predictions.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    return reference_dir, run_dir

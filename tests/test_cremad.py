@@ -360,7 +360,9 @@ def test_params_blocks_validate_and_resolve(repo: Path, tmp_path: Path) -> None:
     assert run["train"]["optimizer"] == {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1.0e-4}
     assert run["train"]["scheduler"] == {"name": "step", "step_size": 70, "gamma": 0.1}
     assert (run["train"]["epochs"], run["train"]["batch_size"]) == (200, 64)
-    assert run["features"]["video"] == {"frames": 1, "rate": 1.0, "size": 224}
+    # frames stored large enough to crop from; training crops and flips them to 224 (the loaders' transform)
+    assert run["features"]["video"] == {"frames": 1, "rate": 1.0, "size": 256}
+    assert run["train"]["augment"] == {"size": 224}
     assert feature_shape("spectrogram", run["features"]["audio"]) == (257, 299)  # the papers' text
     assert feature_shape("spectrogram", {"frontend": "ogm_ge", "seconds": 3.0}) == (257, 188)  # variants
     assert feature_shape("spectrogram", {"frontend": "lfm_code", "seconds": 20.0}) == (257, 1250)
@@ -400,7 +402,7 @@ def test_paper_shapes_and_one_training_epoch(repo: Path, reference: cremad.Refer
         data = store.split(split)
         assert data.arrays["audio"].shape == (count, 257, 299) and data.arrays["audio"].dtype == np.float16
         assert (
-            data.arrays["video"].shape == (count, 1, 3, 224, 224) and data.arrays["video"].dtype == np.uint8
+            data.arrays["video"].shape == (count, 1, 3, 256, 256) and data.arrays["video"].dtype == np.uint8
         )
     test = store.split("test")
     # the one frame is the centre 1-fps frame (t = 1 s of 1.5 s: grey 40·label + 30)

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -22,8 +21,7 @@ from mmbalance.engine.loop import train
 from mmbalance.engine.metrics import classification_metrics
 from mmbalance.errors import MMBalanceError
 from tests.conftest import write_params
-
-CLI = [sys.executable, "-m", "mmbalance"]
+from tests.resume_check import CLI, cli_killed_and_resumed, cli_train
 
 
 def run_train(params_path: Path, method: str, seed: int, out: Path) -> dict:
@@ -91,72 +89,8 @@ def test_same_seed_same_metrics(tiny_workspace: Path, tmp_path: Path) -> None:
     assert (tmp_path / "a" / "metrics.json").read_bytes() != (tmp_path / "c" / "metrics.json").read_bytes()
 
 
-def cli_train(params_path: Path, method: str, *seeds: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            *CLI,
-            "train",
-            "--params",
-            str(params_path),
-            "--dataset",
-            "synthav",
-            "--method",
-            method,
-            *(arg for seed in seeds for arg in ("--seed", str(seed))),
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_kill_and_resume_is_bit_identical(tiny_workspace: Path, tmp_path: Path) -> None:
-    params = config.load_params(tiny_workspace)
-    reference_params = config.apply_overrides(
-        params,
-        [f"paths.results={tmp_path / 'reference'}", f"paths.checkpoints={tmp_path / 'reference_ckpt'}"],
-    )
-    killed_params = config.apply_overrides(
-        params, [f"paths.results={tmp_path / 'killed'}", f"paths.checkpoints={tmp_path / 'killed_ckpt'}"]
-    )
-    reference_file = tmp_path / "reference.yaml"
-    killed_file = tmp_path / "killed.yaml"
-    for path, data in ((reference_file, reference_params), (killed_file, killed_params)):
-        write_params(path, data)  # YAML: JSON's 1e-05 would read back as a string
-
-    assert cli_train(reference_file, "ogm_ge", 0).wait(timeout=300) == 0
-    run_dir = config.run_dir(killed_params, "synthav", "ogm_ge", 0)
-    proc = cli_train(killed_file, "ogm_ge", 0)
-    deadline = time.time() + 300
-    checkpoint = config.checkpoint_path(killed_params, "synthav", "ogm_ge", 0)
-    while not checkpoint.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (run_dir / "metrics.json").exists()
-    listed = subprocess.run(
-        [*CLI, "runs", "--params", str(killed_file), "--json"], capture_output=True, text=True, check=True
-    )
-    status = {(r["method"], r["seed"]): r["status"] for r in json.loads(listed.stdout)}
-    assert status[("ogm_ge", 0)] == "partial"  # its checkpoint, in the checkpoints tree, is found
-    resumed = cli_train(killed_file, "ogm_ge", 0)
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    assert "resumed from" in (run_dir / "train.log").read_text()
-    reference_dir = config.run_dir(reference_params, "synthav", "ogm_ge", 0)
-    assert (run_dir / "metrics.json").read_bytes() == (reference_dir / "metrics.json").read_bytes()
-    assert history_without_timing(run_dir / "history.csv") == history_without_timing(
-        reference_dir / "history.csv"
-    )
-    a, b = np.load(run_dir / "predictions.npz"), np.load(reference_dir / "predictions.npz")
-    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    cli_killed_and_resumed(config.load_params(tiny_workspace), tmp_path, "ogm_ge")
 
 
 @pytest.mark.parametrize("method", ["mie", "aug"])

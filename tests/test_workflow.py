@@ -319,6 +319,40 @@ def test_with_gpu_gives_concurrent_jobs_different_gpus(tmp_path):
             busy.remove(gpu)
 
 
+def test_with_gpu_hands_out_each_slot_once_under_concurrent_jobs(tmp_path):
+    """Two GPUs with three slots each, nine concurrent jobs: six run at once, each (GPU, slot) held by
+    one job at a time, three per GPU; the first six take every slot, slot 0 of both GPUs first."""
+    log = tmp_path / "log"
+    held = "$CUDA_VISIBLE_DEVICES/$MMBALANCE_GPU_SLOT"
+    command = f'echo "start {held}" >> {log}; sleep 1.5; echo "end {held}" >> {log}'
+    env = {"CUDA_VISIBLE_DEVICES": "0,1", "GPU_SLOTS_PER_DEVICE": "3"}
+    jobs = [with_gpu(tmp_path, command, **env) for _ in range(9)]
+    start = time.monotonic()
+    assert all(job.wait(timeout=60) == 0 for job in jobs)
+    assert time.monotonic() - start >= 3.0  # two rounds: six jobs, then three
+    busy: set[str] = set()
+    most = 0
+    starts = []
+    for event, slot in (line.split() for line in log.read_text().splitlines()):
+        if event == "start":
+            assert slot not in busy and slot in {f"{g}/{s}" for g in "01" for s in "012"}
+            busy.add(slot)
+            starts.append(slot)
+            most = max(most, len(busy))
+            assert all(sum(b.startswith(f"{g}/") for b in busy) <= 3 for g in "01")
+        else:
+            busy.remove(slot)
+    assert most == 6 and len(starts) == 9 and not busy
+    assert set(starts[:6]) == {f"{g}/{s}" for g in "01" for s in "012"}
+
+
+@pytest.mark.parametrize("slots", ["0", "two", "-1"])
+def test_with_gpu_refuses_a_bad_slot_count(tmp_path, slots):
+    job = with_gpu(tmp_path, "true", CUDA_VISIBLE_DEVICES="0", GPU_SLOTS_PER_DEVICE=slots)
+    job.wait(timeout=30)
+    assert job.returncode == 2
+
+
 # --- Dockerfile --------------------------------------------------------------------------
 
 

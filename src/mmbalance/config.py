@@ -29,6 +29,7 @@ import jsonschema
 import yaml
 
 from mmbalance import __version__, sweeps
+from mmbalance.engine import settings as engine_settings
 from mmbalance.errors import ConfigError
 from mmbalance.registry import ANALYSES, DATASETS, METHODS
 
@@ -467,10 +468,11 @@ def initialisation(params: Mapping[str, Any], dataset: str, method: str) -> str:
 def train_config(params: Mapping[str, Any], dataset: str, method: str | None = None) -> dict[str, Any]:
     """The dataset's training preset, without its per-dataset ``methods`` block (which enters a run
     through :func:`method_options`, so it moves only the run ids of the methods it names) and its
-    ``keep_epochs`` (which enters through :func:`kept_epochs`, joined with the Grad-CAM analysis's); for
-    a variant with a ``train`` block (e.g. other encoders: AUG Table 4's ResNet34), that block merged
-    over the preset, key by key. A key the preset does not have is an error naming it (such a
-    variant does not apply to the dataset: :func:`applies`)."""
+    ``keep_epochs`` (which enters through :func:`kept_epochs`, joined with the Grad-CAM analysis's),
+    and without the engine settings at their defaults (:mod:`mmbalance.engine.settings`: runs that do
+    not use them keep their run ids and outputs); for a variant with a ``train`` block (e.g. other
+    encoders: AUG Table 4's ResNet34), that block merged over the preset, key by key. A key the preset
+    does not have is an error naming it (such a variant does not apply to the dataset: :func:`applies`)."""
     profile = params["profile"]
     block = _dataset_block(params["train"][profile], dataset, f"train.{profile}")
     block.pop("methods", None)
@@ -478,7 +480,7 @@ def train_config(params: Mapping[str, Any], dataset: str, method: str | None = N
     override = all_variants(params).get(method, {}).get("train") if method is not None else None
     if override:
         _merge_existing(block, override, f"variants.{method}.train", f"train.{profile}.{dataset}")
-    return block
+    return engine_settings.without_defaults(block)
 
 
 def _merge_existing(block: dict[str, Any], override: Mapping[str, Any], where: str, preset: str) -> None:
@@ -545,9 +547,11 @@ def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int)
 
 
 def run_id(resolved: Mapping[str, Any]) -> str:
-    """Hash of the keys that affect training (not the seed, which has its own path level)."""
-    keys = ("dataset", "method", "method_class", "method_options", "feature_id", "train")
-    return short_hash({"version": __version__, **{k: resolved[k] for k in keys}})
+    """Hash of the keys that affect training (not the seed, which has its own path level, nor the
+    engine settings that cannot change what a run computes, such as ``prefetch``)."""
+    keys = ("dataset", "method", "method_class", "method_options", "feature_id")
+    hashed = {k: resolved[k] for k in keys}
+    return short_hash({"version": __version__, **hashed, "train": engine_settings.hashed(resolved["train"])})
 
 
 def _run_path(params: Mapping[str, Any], root: str, dataset: str, method: str, seed: int) -> Path:

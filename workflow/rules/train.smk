@@ -38,9 +38,10 @@ for seeds, methods in seed_groups().items():
             seeds=" ".join(f"--seed {seed}" for seed in seeds),
         message:
             "Training {wildcards.method} on {wildcards.dataset}, {params.seeds} (run {wildcards.run_id})"
-        # with_gpu.sh sets CUDA_VISIBLE_DEVICES to a free GPU (Snakemake counts GPUs but never
-        # assigns ids) and runs the command unchanged on a machine without GPUs. The path is
-        # relative to the project root, where Snakemake, SLURM jobs and the container start.
+        # with_gpu.sh sets CUDA_VISIBLE_DEVICES to a free GPU slot (Snakemake counts GPUs but never
+        # assigns ids; $GPU_SLOTS_PER_DEVICE runs share a GPU) and runs the command unchanged on a
+        # machine without GPUs. The path is relative to the project root, where Snakemake, SLURM
+        # jobs and the container start.
         shell:
             "workflow/scripts/with_gpu.sh mmbalance train --params {params.params_file}"
             " --dataset {wildcards.dataset} --method {wildcards.method} {params.seeds}"

@@ -11,7 +11,8 @@ copy per output for ``super_epoch`` epochs, Wang et al. CVPR 2020 §3.3) gets it
 * the batches are the run's training order (:class:`~mmbalance.engine.batches.SplitBatches`) of
   epochs ``first_epoch … first_epoch + epochs − 1``;
 * per batch: ``zero_grad(set_to_none=True)``, the caller's loss, backward, step — the order of
-  :meth:`mmbalance.methods.base.Method.training_step`.
+  :meth:`mmbalance.methods.base.Method.training_step`, in the run's precision (the loss under its
+  autocast; under fp16 with a gradient scaler of the copy's own, :meth:`Precision.fresh`).
 
 Random draws inside the loss (dropout) come from the global generators, so a caller that must leave
 the run's random stream as it was forks it (``torch.random.fork_rng``) around the call.
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from mmbalance.engine.batches import SplitBatches
+from mmbalance.engine.precision import Precision
 from mmbalance.methods.base import Batch
 
 CopyLoss = Callable[[nn.Module, Batch], torch.Tensor]
@@ -48,16 +50,20 @@ def train_copy(
     first_epoch: int,
     epochs: int,
     loss: CopyLoss,
+    precision: Precision | None = None,
 ) -> nn.Module:
     """A deep copy of ``model`` trained on ``loss`` for ``epochs`` epochs of ``batches`` from
-    ``first_epoch`` on, with :func:`fresh_optimizer` (module docstring); returned in train mode."""
+    ``first_epoch`` on, with :func:`fresh_optimizer` (module docstring), in ``precision`` (fp32 when
+    None); returned in train mode."""
     trained = copy.deepcopy(model)
     step = fresh_optimizer(optimizer, trained.parameters())
+    own = Precision() if precision is None else precision.fresh()
     trained.train()
     for epoch in range(first_epoch, first_epoch + epochs):
         for batch in batches.epoch(epoch):
-            value = loss(trained, batch)
+            with own.autocast():
+                value = loss(trained, batch)
             step.zero_grad(set_to_none=True)
-            value.backward()
-            step.step()
+            own.backward(value)
+            own.step(step)
     return trained

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -16,8 +19,10 @@ def evaluate(
     method: Method,
     batches: SplitBatches,
     features: dict[str, np.ndarray] | None = None,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """Metrics per head (``{head: {loss, acc, macro_f1, map}}``) and the heads' probabilities.
+    """Metrics per head (``{head: {loss, acc, macro_f1, map}}``) and the heads' probabilities; the
+    forward passes run under ``autocast()`` (the run's precision, :mod:`mmbalance.engine.precision`).
 
     When ``features`` is given it is filled with each modality's encoder features (``ModelOutput.features``,
     float32, in split order) from the same pass, for the modality gap and the selected checkpoint.
@@ -27,8 +32,10 @@ def evaluate(
     collected: dict[str, list[np.ndarray]] = {}
     encoded: dict[str, list[np.ndarray]] = {}
     for batch in batches.epoch():
-        outputs = model(batch.inputs)
-        for head, probs in method.predict(outputs).items():
+        with autocast():
+            outputs = model(batch.inputs)
+            predicted = method.predict(outputs)
+        for head, probs in predicted.items():
             collected.setdefault(head, []).append(probs.float().cpu().numpy())
         if features is not None:
             for m, z in outputs.features.items():

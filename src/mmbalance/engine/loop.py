@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from mmbalance.data.store import FeatureStore, open_store
-from mmbalance.engine.batches import SplitBatches
+from mmbalance.engine.acceleration import prepare_model
+from mmbalance.engine.batches import SplitBatches, evaluation_batches, split_batches
 from mmbalance.engine.checkpoint import (
     CHECKPOINT_DIR,
     checkpoint_path,
@@ -31,15 +32,16 @@ from mmbalance.engine.checkpoint import (
     model_state,
     save_checkpoint,
 )
-from mmbalance.engine.clip_sampling import clip_sampling
 from mmbalance.engine.convergence import run_convergence
 from mmbalance.engine.environment import environment
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.machine import describe as describe_machine
 from mmbalance.engine.metrics import modality_gaps
 from mmbalance.engine.optim import Schedule, build_optimizer
+from mmbalance.engine.precision import Precision
 from mmbalance.engine.protocols import protocol_metrics
 from mmbalance.engine.seeding import configure_determinism, rng_state, seed_everything, set_rng_state
+from mmbalance.engine.settings import EngineSettings
 from mmbalance.errors import MMBalanceError
 from mmbalance.io import write_csv, write_json, write_npz
 from mmbalance.methods.base import Context, Method, ModelSpec
@@ -77,15 +79,11 @@ def eval_batches(
     device: torch.device,
     rows: list[int] | None = None,
 ) -> SplitBatches:
-    """Evaluation batches of ``split`` (in stored order; clips as evaluated: all frames, centre crop), of
-    the samples at ``rows`` only when given (then indexed from 0 in that order)."""
-    data = store.split(split)
-    arrays, labels = data.arrays, data.labels
-    if rows is not None:
-        arrays, labels = {m: np.asarray(a[rows]) for m, a in arrays.items()}, np.asarray(labels)[rows]
-    where = f"train.{resolved['profile']}.{resolved['dataset']}.clip_sampling"
-    clips = clip_sampling(store.modalities, arrays, resolved["train"].get("clip_sampling"), False, where)
-    return SplitBatches(arrays, labels, resolved["train"]["eval_batch_size"], device, clips=clips)
+    """A run's evaluation batches of ``split`` (:func:`~mmbalance.engine.batches.evaluation_batches` with
+    the run's settings), of the samples at ``rows`` only when given: what the analyses evaluate on."""
+    where = f"train.{resolved['profile']}.{resolved['dataset']}"
+    settings = EngineSettings.of(resolved["train"])
+    return evaluation_batches(store, resolved["train"], split, device, settings, where, rows)
 
 
 class Trainer:
@@ -106,29 +104,16 @@ class Trainer:
         )
         self.device = resolve_device(device)
         self.seed = int(resolved["seed"])
-        train_cfg = resolved["train"]
+        self.settings = EngineSettings.of(resolved["train"])
         store = open_store(Path(feature_dir))
-        splits = {name: store.split(name) for name in ("train", *SPLITS)}
-        where = f"train.{resolved['profile']}.{resolved['dataset']}.clip_sampling"
-        sampling = train_cfg.get("clip_sampling")
-        self.batches = {
-            "train": SplitBatches(
-                splits["train"].arrays,
-                splits["train"].labels,
-                train_cfg["batch_size"],
-                self.device,
-                shuffle=True,
-                seed=self.seed,
-                clips=clip_sampling(store.modalities, splits["train"].arrays, sampling, True, where),
-            )
-        }
-        for name in SPLITS:
-            self.batches[name] = eval_batches(store, resolved, name, self.device)
-        self.test_ids = list(splits["test"].ids)
+        where = f"train.{resolved['profile']}.{resolved['dataset']}"
+        self.batches = split_batches(store, resolved["train"], self.device, self.seed, self.settings, where)
+        self.test_ids = list(store.split("test").ids)
         self.clips = store.manifest.get("clips")
-        self.keep_epochs = set(train_cfg.get("keep_epochs", []))
+        self.keep_epochs = set(resolved["train"].get("keep_epochs", []))
 
-        configure_determinism(self.device)
+        configure_determinism(self.device, self.settings.deterministic)
+        self.precision = Precision(self.settings.precision, self.device)
         seed_everything(self.seed)
         self.method = build_method(resolved, store.modalities, store.num_classes)
         self.build_model()
@@ -145,7 +130,7 @@ class Trainer:
         train_cfg = self.cfg["train"]
         self.model = self.method.build()
         initialise_heads(self.model.fusion, self.method.spec.init)
-        self.model.to(self.device)
+        self.model = prepare_model(self.model.to(self.device), self.settings)
         self.optimizer = build_optimizer(self.method.param_groups(self.model), train_cfg["optimizer"])
         self.schedule = Schedule(self.optimizer, train_cfg["scheduler"])
 
@@ -162,6 +147,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "method": self.method.state_dict(),
             "rng": rng_state(),
+            "precision": self.precision.state_dict(),
             "history": self.history,
             "best_val": self.best_val,
             "best_predictions": self.best_predictions,
@@ -183,6 +169,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         set_rng_state(state["rng"])
+        self.precision.load_state_dict(state.get("precision", {}))
         self.history = state["history"]
         self.best_val = state["best_val"]
         self.best_predictions = state["best_predictions"]
@@ -203,6 +190,7 @@ class Trainer:
             num_classes=self.num_classes,
             data=self.batches,
             schedule=self.schedule,
+            precision=self.precision,
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -227,7 +215,11 @@ class Trainer:
         evaluation, probs, features = {}, {}, {}
         for split in SPLITS:
             evaluation[split], probs[split] = evaluate(
-                self.model, self.method, self.batches[split], features if split == "test" else None
+                self.model,
+                self.method,
+                self.batches[split],
+                features if split == "test" else None,
+                self.precision.autocast,
             )
             for head, values in evaluation[split].items():
                 row.update({f"{split}_{head}_{k}": v for k, v in values.items()})

@@ -17,9 +17,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_determinism(device: torch.device) -> None:
+def configure_determinism(device: torch.device, deterministic: bool = True) -> None:
     """Deterministic algorithms: strict on CPU; on CUDA, cuDNN deterministic and warnings for
-    the few kernels without a deterministic version (e.g. adaptive pooling backward)."""
+    the few kernels without a deterministic version (e.g. adaptive pooling backward).
+
+    ``deterministic=False`` (``train.<profile>.<dataset>.deterministic``) allows non-deterministic
+    kernels and turns on cuDNN's benchmark mode, which times the convolution algorithms of each new
+    input shape and keeps the fastest: faster on a GPU, but runs no longer repeat bit for bit.
+    """
+    if not deterministic:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = device.type == "cuda"
+        return
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.deterministic = True

@@ -116,18 +116,20 @@ class AGM(Method):
         return ShapleyModel(dict(base.encoders), base.fusion, self.options.masked_gradients)
 
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
-        opts, y = self.options, batch.labels
-        outputs = ctx.model(batch.inputs)
-        scores = {m: unimodal_score(outputs.modality[m], y) for m in self.modalities}
-        coefficients = modulation_coefficients(scores, self.score_means, opts.alpha, opts.cap)
-        for m, k in coefficients.items():
-            ctx.model.scales[m].scale = k
-        loss = F.cross_entropy(torch.stack([outputs.modality[m] for m in self.modalities]).sum(0), y)
+        opts, y, precision = self.options, batch.labels, ctx.precision
+        with precision.autocast():
+            outputs = ctx.model(batch.inputs)
+            scores = {m: unimodal_score(outputs.modality[m], y) for m in self.modalities}
+            coefficients = modulation_coefficients(scores, self.score_means, opts.alpha, opts.cap)
+            for m, k in coefficients.items():
+                ctx.model.scales[m].scale = k
+            loss = F.cross_entropy(torch.stack([outputs.modality[m] for m in self.modalities]).sum(0), y)
         ctx.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        precision.backward(loss)
         self.update_running_means(scores)
-        clipped = clip_if_head_gradient_exceeds(ctx.model, opts.clip_threshold, opts.clip_norm)
-        ctx.optimizer.step()
+        finite = precision.unscale(ctx.optimizer)
+        clipped = finite and clip_if_head_gradient_exceeds(ctx.model, opts.clip_threshold, opts.clip_norm)
+        precision.step(ctx.optimizer)
         logs = {"loss": float(loss.detach()), "clipped": float(clipped)}
         logs.update({f"coef_{m}": k for m, k in coefficients.items()})
         logs.update({f"score_{m}": s for m, s in scores.items()})

@@ -247,24 +247,27 @@ class AUG(Method):
         return terms
 
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
-        y = batch.labels
-        features = ctx.model.encode(batch.inputs)
+        y, precision = batch.labels, ctx.precision
+        with precision.autocast():
+            features = ctx.model.encode(batch.inputs)
         self.score_count += len(batch)
         logs: Logs = {}
         total = torch.zeros((), device=y.device)
         if self.options.update == "joint":
-            terms = {m: self.modality_loss(m, features[m], y, ctx) for m in self.modalities}
-            total = sum(t["loss"] for t in terms.values())
+            with precision.autocast():
+                terms = {m: self.modality_loss(m, features[m], y, ctx) for m in self.modalities}
+                total = sum(t["loss"] for t in terms.values())
             ctx.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            ctx.optimizer.step()
+            precision.backward(total)
+            precision.step(ctx.optimizer)
         else:
             terms, used = {}, {}
             for m in self.modalities:
-                terms[m] = self.modality_loss(m, features[m], y, ctx)
+                with precision.autocast():
+                    terms[m] = self.modality_loss(m, features[m], y, ctx)
                 ctx.optimizer.zero_grad(set_to_none=True)
-                terms[m]["loss"].backward()
-                ctx.optimizer.step()
+                precision.backward(terms[m]["loss"])
+                precision.step(ctx.optimizer)
                 used.update(
                     {p: p.grad for g in ctx.optimizer.param_groups for p in g["params"] if p.grad is not None}
                 )

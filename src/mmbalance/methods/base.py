@@ -5,21 +5,24 @@ The one loop (``mmbalance.engine.loop``) calls, per epoch, ``on_epoch_start``, t
 The default ``training_step`` is forward → ``loss`` → backward → ``after_backward`` →
 optimiser step, so most methods override only ``loss`` (LFM, DOMFN, ETMC, PMR …) or
 only ``after_backward`` (OGM-GE, MSLR …); methods with extra passes (SAM, MLA, AUG,
-MMPareto) override ``training_step``. Everything a method keeps between steps is in
-``state_dict`` so a resumed run is bit-identical; everything it wants recorded per
-epoch is returned as logs and lands in ``history.csv``.
+MMPareto) override ``training_step``. Every step runs its forward passes and losses under
+``ctx.precision.autocast()`` and its backward passes, gradients and optimiser steps through
+``ctx.precision`` (:mod:`mmbalance.engine.precision`), so bf16 and fp16 apply to every method.
+Everything a method keeps between steps is in ``state_dict`` so a resumed run is bit-identical;
+everything it wants recorded per epoch is returned as logs and lands in ``history.csv``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.engine.precision import Precision
 from mmbalance.models.model import ModelOutput, build_model
 
 Logs = dict[str, float]
@@ -66,6 +69,8 @@ class Context:
     methods that need extra passes over data (prototypes, covariance statistics, held-out batches)."""
     schedule: Any = None
     """The learning-rate ``Schedule`` (``engine.optim``), for methods that restart it (MIE's stages)."""
+    precision: Precision = field(default_factory=Precision)
+    """Autocast, backward passes, gradients and optimiser steps of the run's precision (fp32 by default)."""
 
 
 class Method:
@@ -114,13 +119,18 @@ class Method:
 
     # --- training --------------------------------------------------------------------------
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
-        """Forward, loss, backward, gradient surgery, optimiser step."""
-        outputs = ctx.model(batch.inputs)
-        loss, logs = self.loss(outputs, batch, ctx)
+        """Forward and loss (under autocast), backward, gradient surgery, optimiser step.
+
+        ``after_backward`` sees true gradients; it is skipped with the step when they overflowed (fp16).
+        """
+        with ctx.precision.autocast():
+            outputs = ctx.model(batch.inputs)
+            loss, logs = self.loss(outputs, batch, ctx)
         ctx.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs.update(self.after_backward(outputs, batch, ctx))
-        ctx.optimizer.step()
+        ctx.precision.backward(loss)
+        if ctx.precision.unscale(ctx.optimizer):
+            logs.update(self.after_backward(outputs, batch, ctx))
+        ctx.precision.step(ctx.optimizer)
         return {"loss": float(loss.detach()), **logs}
 
     def loss(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> tuple[torch.Tensor, Logs]:

@@ -170,6 +170,7 @@ class GBlend(Method):
             ctx.epoch,
             self.options.super_epoch,
             lambda net, batch: F.cross_entropy(output_logits(net, output, batch.inputs), batch.labels),
+            ctx.precision,
         )
         train_end = mean_loss(model, output, data["train"].epoch(0))
         val_end = mean_loss(model, output, data["val"].epoch(0))

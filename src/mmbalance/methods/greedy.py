@@ -154,11 +154,12 @@ class Greedy(Channel):
     # --- running averages and curation ---------------------------------------------------
     @torch.no_grad()
     def update_running_averages(self, extras: dict[str, torch.Tensor], stages: list[str]) -> None:
-        """Cumulative mean of the batch-mean computed gates (the code's ``running_avg_weight_*``)."""
+        """Cumulative mean of the batch-mean computed gates (the code's ``running_avg_weight_*``), in fp32
+        whatever the precision of the forward pass."""
         n = self.average_count
         first = self.modalities[0]
         for stage in stages:
-            means = {m: extras[f"excitation_{stage}_{m}"].mean(0) for m in self.modalities}
+            means = {m: extras[f"excitation_{stage}_{m}"].float().mean(0) for m in self.modalities}
             if self.options.running_average == "code_quirk":
                 means = dict.fromkeys(self.modalities, means[first])
             previous = self.averages.get(stage, {})
@@ -195,13 +196,15 @@ class Greedy(Channel):
         """Forward (curated inside a window), running averages, loss, backward, speeds/window, step."""
         replace = self.curation(batch.labels.device)
         curated = next(iter(replace)) if replace else None
-        outputs = ctx.model(batch.inputs, replace=replace)
-        self.update_running_averages(outputs.fusion.extras, list(ctx.model.mmtm))
-        loss, logs = self.loss(outputs, batch, ctx)
+        with ctx.precision.autocast():
+            outputs = ctx.model(batch.inputs, replace=replace)
+            self.update_running_averages(outputs.fusion.extras, list(ctx.model.mmtm))
+            loss, logs = self.loss(outputs, batch, ctx)
         ctx.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        logs.update(self.after_backward(outputs, batch, ctx))
-        ctx.optimizer.step()
+        ctx.precision.backward(loss)
+        if ctx.precision.unscale(ctx.optimizer):
+            logs.update(self.after_backward(outputs, batch, ctx))
+        ctx.precision.step(ctx.optimizer)
         logs.update({f"curated_{m}": float(m == curated) for m in self.modalities})
         return {"loss": float(loss.detach()), **logs}
 

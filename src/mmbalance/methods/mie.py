@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.engine.precision import Precision
 from mmbalance.errors import ConfigError
 from mmbalance.methods.base import Batch, Context, Logs, Method
 from mmbalance.methods.gradient_modification import (
@@ -208,9 +209,10 @@ class MIE(Method):
         x, y_b, lam = mixup(batch.inputs[j], batch.labels, self.options.mixup_alpha)
         y = batch.labels
         ctx.optimizer.zero_grad(set_to_none=True)
-        logs = self.sam_backward(encoder, head, params, x, y, y_b, lam)
-        logs["gm_layers"] = float(len(self.modify(ctx.model, stage)))
-        ctx.optimizer.step()
+        logs = self.sam_backward(encoder, head, params, x, y, y_b, lam, ctx.precision)
+        modified = self.modify(ctx.model, stage) if ctx.precision.unscale(ctx.optimizer) else []
+        logs["gm_layers"] = float(len(modified))
+        ctx.precision.step(ctx.optimizer)
         return logs
 
     def sam_backward(
@@ -222,20 +224,25 @@ class MIE(Method):
         y: torch.Tensor,
         y_b: torch.Tensor,
         lam: float,
+        precision: Precision,
     ) -> Logs:
-        """Leave the step's gradient in ``p.grad`` according to ``sam``; return the losses."""
+        """Leave the step's gradient in ``p.grad`` according to ``sam``; return the losses. Forward
+        passes run under ``precision``'s autocast, backward passes through it."""
         sam, rho = self.options.sam, self.rho[self.modality]
         if sam == "faithful":
             objective: Callable[[], torch.Tensor] = lambda: mixed_ce(head(encoder(x)), y, y_b, lam)  # noqa: E731
-            loss, perturbed = faithful_sam_gradients(params, objective, rho, buffers=list(encoder.buffers()))
+            loss, perturbed = faithful_sam_gradients(
+                params, objective, rho, buffers=list(encoder.buffers()), precision=precision
+            )
             return {"loss": float(loss), "loss_perturbed": float(perturbed)}
-        z = encoder(x)
-        loss = mixed_ce(head(z), y, y_b, lam)
+        with precision.autocast():
+            z = encoder(x)
+            loss = mixed_ce(head(z), y, y_b, lam)
         if sam == "off":
-            loss.backward()
+            precision.backward(loss)
             return {"loss": float(loss.detach())}
-        total, perturbed = code_sam_loss(params, loss, head, z, y, rho, self.options.flat_ratio)
-        total.backward()
+        total, perturbed = code_sam_loss(params, loss, head, z, y, rho, self.options.flat_ratio, precision)
+        precision.backward(total)
         return {"loss": float(loss.detach()), "loss_perturbed": float(perturbed.detach())}
 
     def modify(self, model: MultimodalModel, stage: Stage) -> list[str]:

@@ -154,8 +154,9 @@ class MLA(Method):
         return True
 
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
-        y = batch.labels
-        features = ctx.model.encode(batch.inputs)
+        y, precision = batch.labels, ctx.precision
+        with precision.autocast():
+            features = ctx.model.encode(batch.inputs)
         num_batches = len(ctx.data["train"]) if ctx.data is not None else 1
         alpha = owm_alpha(ctx.step % num_batches, num_batches)
         layer = self.head_layer(ctx.model)
@@ -163,12 +164,14 @@ class MLA(Method):
         stepped: dict[nn.Parameter, torch.Tensor] = {}
         fusion = ctx.model.fusion
         for m in self.modalities:
-            inputs = fusion.head_input(m, features[m])
-            loss = F.cross_entropy(fusion.head(inputs), y)
+            with precision.autocast():
+                inputs = fusion.head_input(m, features[m])
+                loss = F.cross_entropy(fusion.head(inputs), y)
             ctx.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            logs[f"modified_{m}"] = float(self.modify(layer, inputs, alpha))
-            ctx.optimizer.step()
+            precision.backward(loss)
+            finite = precision.unscale(ctx.optimizer)
+            logs[f"modified_{m}"] = float(finite and self.modify(layer, inputs.float(), alpha))
+            precision.step(ctx.optimizer)
             self.updates += 1
             stepped.update({p: p.grad for p in ctx.model.parameters() if p.grad is not None})
             logs[f"loss_{m}"] = float(loss.detach())

@@ -29,13 +29,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mmbalance.engine.precision import Precision
 from mmbalance.methods.base import Batch, Context, Logs, Method
 from mmbalance.registry import register_method
 
+FP32 = Precision()
 
-def gradients(loss: torch.Tensor, params: list[torch.Tensor], retain_graph: bool) -> list[torch.Tensor]:
-    """``∂loss/∂p`` for each of ``params`` on its own (zeros where ``loss`` does not depend on ``p``)."""
-    grads = torch.autograd.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
+
+def gradients(
+    loss: torch.Tensor, params: list[torch.Tensor], retain_graph: bool, precision: Precision = FP32
+) -> list[torch.Tensor]:
+    """``∂loss/∂p`` for each of ``params`` on its own (zeros where ``loss`` does not depend on ``p``);
+    true gradients through ``precision`` (scaled differentiation under fp16)."""
+    grads = precision.grad(loss, params, retain_graph=retain_graph, allow_unused=True)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
 
 
@@ -100,17 +106,18 @@ class MMPareto(Method):
 
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
         y = batch.labels
-        model = ctx.model
-        outputs = model(batch.inputs)
-        loss_mm = F.cross_entropy(outputs.fused, y)
-        unimodal = {m: F.cross_entropy(outputs.modality[m], y) for m in self.modalities}
+        model, precision = ctx.model, ctx.precision
+        with precision.autocast():
+            outputs = model(batch.inputs)
+            loss_mm = F.cross_entropy(outputs.fused, y)
+            unimodal = {m: F.cross_entropy(outputs.modality[m], y) for m in self.modalities}
         encoders = {
             m: [p for p in model.encoders[m].parameters() if p.requires_grad] for m in self.modalities
         }
         fused_head = list(model.fusion.fc.parameters())
 
         flat = [p for m in self.modalities for p in encoders[m]]
-        from_mm = iter(gradients(loss_mm, [*flat, *fused_head], retain_graph=True))
+        from_mm = iter(gradients(loss_mm, [*flat, *fused_head], retain_graph=True, precision=precision))
         g_mm = {m: [next(from_mm) for _ in encoders[m]] for m in self.modalities}
         head_mm = list(from_mm)
 
@@ -118,17 +125,19 @@ class MMPareto(Method):
         logs: Logs = {"ce_fused": float(loss_mm.detach())}
         for i, m in enumerate(self.modalities):
             head = list(model.fusion.heads[m].parameters())
-            grads = gradients(unimodal[m], [*encoders[m], *head], retain_graph=i < len(self.modalities) - 1)
+            last = i == len(self.modalities) - 1
+            grads = gradients(unimodal[m], [*encoders[m], *head], retain_graph=not last, precision=precision)
             g_m, head_m = grads[: len(encoders[m])], grads[len(encoders[m]) :]
             cos, w_mm, w_m = pareto_weights(g_mm[m], g_m)
-            for param, a, b in zip(encoders[m], g_mm[m], g_m, strict=True):
-                param.grad = pareto_gradient(a, b, w_mm, w_m, self.options.gamma)
-            for param, grad in zip(head, head_m, strict=True):
-                param.grad = grad
+            combined = [
+                pareto_gradient(a, b, w_mm, w_m, self.options.gamma)
+                for a, b in zip(g_mm[m], g_m, strict=True)
+            ]
+            precision.assign(encoders[m], combined)
+            precision.assign(head, head_m)
             logs.update({f"ce_{m}": float(unimodal[m].detach()), f"cos_{m}": cos})
             logs.update({f"weight_mm_{m}": w_mm, f"weight_uni_{m}": w_m})
-        for param, grad in zip(fused_head, head_mm, strict=True):
-            param.grad = grad
-        ctx.optimizer.step()
+        precision.assign(fused_head, head_mm)
+        precision.step(ctx.optimizer)
         total = loss_mm + sum(unimodal.values())
         return {"loss": float(total.detach()), **logs}

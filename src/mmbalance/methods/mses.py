@@ -104,7 +104,7 @@ class MSES(Method):
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
         self.freeze_stopped(ctx.model)
         if all(t.stopped for t in self.trackers.values()):
-            with torch.no_grad():
+            with torch.no_grad(), ctx.precision.autocast():
                 loss = F.cross_entropy(ctx.model(batch.inputs).fused, batch.labels)
             return {"loss": float(loss), "ce_fused": float(loss)}
         return super().training_step(batch, ctx)

@@ -190,13 +190,14 @@ class ReconBoost(Method):
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
         phase = self.phase_at(ctx.epoch)
         self.enter(ctx.model, phase)
-        if phase.kind == BOOST:
-            loss, logs = self.boosting_loss(ctx.model, batch, phase)
-        else:
-            loss, logs = self.rectification_loss(ctx.model, batch, phase)
+        with ctx.precision.autocast():
+            if phase.kind == BOOST:
+                loss, logs = self.boosting_loss(ctx.model, batch, phase)
+            else:
+                loss, logs = self.rectification_loss(ctx.model, batch, phase)
         ctx.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        ctx.optimizer.step()
+        ctx.precision.backward(loss)
+        ctx.precision.step(ctx.optimizer)
         return {"loss": float(loss.detach()), **logs}
 
     def boosting_loss(self, model: MultimodalModel, batch: Batch, phase: Phase) -> tuple[torch.Tensor, Logs]:
