@@ -100,8 +100,12 @@ def test_seeds_of_one_command_train_as_they_would_alone(
     """`--seed 1 --seed 0` forks one child per seed after the imports: each seed's outputs are
     byte-identical to a command that trains that seed alone (no state leaks from one seed to the next)."""
     params = config.load_params(tiny_workspace)
-    together = config.apply_overrides(params, [f"paths.results={tmp_path / 'together'}"])
-    alone = config.apply_overrides(params, [f"paths.results={tmp_path / 'alone'}"])
+    together, alone = (
+        config.apply_overrides(
+            params, [f"paths.results={tmp_path / n}", f"paths.checkpoints={tmp_path / n}_ckpt"]
+        )
+        for n in ("together", "alone")
+    )
     proc = cli_train(write_params(tmp_path / "together.yaml", together), method, 1, 0)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -135,7 +139,11 @@ def test_a_killed_command_takes_its_seed_child_with_it(tiny_workspace: Path, tmp
     forked seed training on behind its back."""
     params = config.apply_overrides(
         config.load_params(tiny_workspace),
-        [f"paths.results={tmp_path / 'results'}", "train.embedded.synthav.epochs=200"],
+        [
+            f"paths.results={tmp_path / 'results'}",
+            f"paths.checkpoints={tmp_path / 'checkpoints'}",
+            "train.embedded.synthav.epochs=200",
+        ],
     )
     proc = cli_train(write_params(tmp_path / "params.yaml", params), "concat", 0, 1)
     checkpoint = config.checkpoint_path(params, "synthav", "concat", 0)

@@ -108,17 +108,18 @@ def test_training_stops_rolls_back_and_resumes_bit_identical(
     tiny_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Patience 1 on the tiny run: a branch stops at its first epoch without improvement. Killed after
-    epoch 2, the resumed run must roll back at epoch 3 with the snapshot it loaded from the checkpoint."""
+    epoch 0, the resumed run must stop a branch and roll it back with the snapshot it loaded from the
+    checkpoint (the histories, metrics and final states of both runs are compared by the helper)."""
     rows = train_killed_and_resumed(
         tiny_workspace,
         tmp_path,
         monkeypatch,
         "mses",
         {"patience": 1},
-        kill_after=2,
+        kill_after=0,
         overrides=["train.embedded.synthav.epochs=4"],
     )
     stops = [(r["stopped_audio"], r["stopped_video"]) for r in rows]
-    assert stops[3] != ("0.0", "0.0"), (
+    assert any(stop != ("0.0", "0.0") for stop in stops[1:]), (
         f"no branch stops after the kill, the snapshot is not exercised: {stops}"
     )

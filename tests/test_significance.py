@@ -235,7 +235,7 @@ def test_aug_tables_compare_every_row_with_its_reference(fake) -> None:
 def test_sweep_table_and_figure(fake, tmp_path: Path) -> None:
     results, _ = fake
     params = config.load_params(REPO / "params.yaml")
-    params["experiment"].update(methods=["concat", "ogm_ge"], sweeps=["ogm_ge_alpha"])
+    params["experiment"].update(methods=["concat", "ogm_ge"], sweeps=["ogm_ge_alpha"], sweep_seeds=3)
     sweep = sweeps.defined(params)["ogm_ge_alpha"]
     table = build_sweep_table(results, params, sweep, "synthav", SETTINGS)
     rows = {row[0]: dict(zip(table.header, row, strict=True)) for row in table.rows}

@@ -72,6 +72,14 @@ def job_counts(output: str) -> dict[str, int]:
     return counts
 
 
+TRAIN_RULES = ("train", "train_sweep")
+"""The rules that train: every seed of the experiment's runs, and the sweep points' seeds."""
+
+
+def train_jobs(counts: dict[str, int]) -> int:
+    return sum(counts.get(rule, 0) for rule in TRAIN_RULES)
+
+
 def n_train_jobs(params) -> int:
     """Train jobs of the experiment matrix and its sweeps: one per dataset x run name (each job
     trains every seed of its run)."""
@@ -141,7 +149,7 @@ def dry_run(fake_apptainer) -> str:
 
 def test_dry_run_plans_the_whole_matrix(dry_run, params):
     counts = job_counts(dry_run)
-    assert counts["train"] == n_train_jobs(params)
+    assert train_jobs(counts) == n_train_jobs(params)
     n_datasets = len(params["experiment"]["datasets"])
     assert counts["generate"] == counts["extract"] == counts["aggregate"] == n_datasets
     assert counts["tables"] == 1
@@ -164,7 +172,7 @@ def test_run_paths_are_those_of_mmbalance_config(params):
     result = snakemake("--summary")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split("\t") for line in result.stdout.splitlines() if "\t" in line]
-    planned = {Path(row[0]) for row in rows if row[2] == "train" and row[0].endswith("metrics.json")}
+    planned = {Path(row[0]) for row in rows if row[2] in TRAIN_RULES and row[0].endswith("metrics.json")}
     exp = params["experiment"]
     expected = {
         mmcfg.run_dir(params, d, m, s) / "metrics.json"
@@ -248,7 +256,7 @@ def test_slurm_profile_dry_run(params, flag, banner):
     result = snakemake(flag, "profiles/slurm", "--dry-run", "--forceall")
     assert result.returncode == 0, result.stdout + result.stderr
     assert banner in result.stdout + result.stderr
-    assert job_counts(result.stdout)["train"] == n_train_jobs(params)
+    assert train_jobs(job_counts(result.stdout)) == n_train_jobs(params)
 
 
 def test_container_can_be_a_local_sif(fake_apptainer):
@@ -373,6 +381,23 @@ def test_base_image_is_pinned_to_the_project_torch():
 
 
 # --- dvc.yaml ----------------------------------------------------------------------------
+
+
+def test_every_rule_a_dvc_stage_needs_is_allowed_in_it():
+    """Each DVC stage runs its Snakemake target with --allowed-rules: a rule the target needs but the
+    list lacks (a new train rule, an analysis) makes `dvc repro` fail with a MissingInputException.
+    The workflow's rules must each be allowed in some stage, and the training rules in `train`."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    allowed = {}
+    for name, stage in dvc["stages"].items():
+        words = stage["cmd"].split()
+        allowed[name] = set(words[words.index("--allowed-rules") + 1 : words.index("--")])
+    listed = snakemake("--list-rules", "--quiet")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rules = {line.strip() for line in listed.stdout.splitlines() if line.strip() and " " not in line.strip()}
+    assert set(TRAIN_RULES) <= rules and set(TRAIN_RULES) <= allowed["train"]
+    every_stage = set().union(*allowed.values())
+    assert rules - every_stage <= {"all", "default"}, rules - every_stage
 
 
 def test_dvc_yaml_matches_params(params):

@@ -3,7 +3,7 @@
 The tests work in one temporary copy of the project (its git-tracked and untracked,
 not-ignored files) with a tiny params.yaml: 2 methods x 2 seeds, 2 epochs, small encoders
 (Concat and MSLR, which declares a per-epoch figure of its own), and one sensitivity sweep of
-Concat's uniform-label weight on the first seed (its point 0 is Concat's own run, so it adds one).
+MSLR's window on the first seed (its point 5 is MSLR's own run, so it adds one).
 
 1. ``snakemake`` (the default target) builds data, features, the 4 runs, the summary, the
    tables and figures; ``snakemake --report`` collects them into one HTML file. A run whose
@@ -45,10 +45,11 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 METHODS = ["concat", "mslr"]
 HISTORY_FIGURE = "synthav_lr_scale"  # MSLR's per-epoch figure (Method.curves)
-# One sensitivity sweep for the first seed: 0.0 is Concat's default (its own run), so the sweep adds
-# one run, SWEEP_POINT on seed 0.
-SWEEP = "concat_labels"
-SWEEP_POINT = "concat_labels_0p3"
+# One sensitivity sweep for the first seed: 5 is MSLR's default (its own run), so the sweep adds one
+# run, SWEEP_POINT on seed 0. (Not a sweep of Concat: Concat keeps the Grad-CAM epochs, which a sweep
+# point does not, so none of its points would be Concat's own run.)
+SWEEP = "mslr_window"
+SWEEP_POINT = "mslr_window_3"
 SEEDS = [0, 1]
 DATASET = "synthav"
 ENV = {
@@ -80,7 +81,7 @@ def tiny_params() -> dict:
         "experiment.seeds": SEEDS,
         "experiment.datasets": [DATASET],
         "train.embedded.synthav.epochs": 2,
-        f"sweeps.{SWEEP}": {"method": "concat", "values": {"uniform_labels": [0.0, 0.3]}},
+        f"sweeps.{SWEEP}": {"method": "mslr", "values": {"window": [5, 3]}},
         "experiment.sweeps": [SWEEP],
         "experiment.sweep_seeds": 1,
     }
@@ -141,7 +142,7 @@ def test_snakemake_builds_tables_figures_and_report(project):
     assert (tables / f"{DATASET}_modality_curves.pdf").read_bytes().startswith(b"%PDF")
     assert (tables / f"{HISTORY_FIGURE}.png").is_file()
     sweep = (tables / f"{DATASET}_sweep_{SWEEP}.md").read_text()
-    assert f"| 0.3 | {SWEEP_POINT} |" in sweep and "concat (default) |" in sweep, sweep
+    assert f"| 3 | {SWEEP_POINT} |" in sweep and "| 5 | mslr (default) |" in sweep, sweep
     assert (tables / f"{DATASET}_sweep_{SWEEP}.png").read_bytes().startswith(b"\x89PNG")
     assert "Measured on: " in (tables / f"{DATASET}_training_cost.md").read_text()
     assert "bootstrap Δ" in (tables / f"{DATASET}_significance.md").read_text()
@@ -178,7 +179,9 @@ def test_a_smaller_matrix_removes_the_figures_it_no_longer_produces(project):
     original = (project / "params.yaml").read_text()
     logs = train_logs(project)
     params = mmcfg.load_params(project / "params.yaml")
-    write_params(project, {**params, "experiment": {**params["experiment"], "methods": ["concat"]}})
+    write_params(
+        project, {**params, "experiment": {**params["experiment"], "methods": ["concat"], "sweeps": []}}
+    )
     try:
         sh(BIN / "snakemake", cwd=project)
         assert not list(tables.glob(f"{HISTORY_FIGURE}.*"))
@@ -276,9 +279,12 @@ def test_dvc_round_trip_retrains_only_what_changed(project):
     untouched = snapshot(concat_runs)
     sh(dvc, "repro", cwd=clone)
     trained = {log.with_suffix("").relative_to(clone / "logs" / "train") for log in train_logs(clone)}
-    expected = {mmcfg.run_dir(params, DATASET, "mslr", 0).parent.relative_to(params["paths"]["results"])}
+    expected = {
+        mmcfg.run_dir(params, DATASET, method, 0).parent.relative_to(params["paths"]["results"])
+        for method in ("mslr", SWEEP_POINT)  # the sweep's point reads methods.mslr too
+    }
     assert trained == expected
-    assert len(train_logs(clone)) == 1  # one job: every seed of MSLR
+    assert len(train_logs(clone)) == 2  # MSLR's job (every seed) and the sweep point's (its seed)
     assert snapshot(concat_runs) == untouched
     new_run_id = mmcfg.resolve_run(params, DATASET, "mslr", 0)["run_id"]
     assert new_run_id in (clone / "results" / DATASET / "summary.csv").read_text()
@@ -286,10 +292,12 @@ def test_dvc_round_trip_retrains_only_what_changed(project):
     assert "up to date" in sh(dvc, "status", cwd=clone)
 
     # DVC path: a smaller matrix reruns the tables stage, and MSLR's figure goes.
-    write_params(clone, {**params, "experiment": {**params["experiment"], "methods": ["concat"]}})
+    write_params(
+        clone, {**params, "experiment": {**params["experiment"], "methods": ["concat"], "sweeps": []}}
+    )
     sh(dvc, "repro", cwd=clone)
     assert not list((clone / "paper_tables").glob(f"{HISTORY_FIGURE}.*"))
-    assert len(train_logs(clone)) == 1
+    assert len(train_logs(clone)) == 2
 
 
 def test_a_clone_without_a_remote_fails_to_pull_and_rebuilds_everything(project):

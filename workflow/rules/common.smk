@@ -11,6 +11,7 @@ from snakemake.utils import validate
 
 import mmbalance.analysis
 import mmbalance.config as mmcfg
+import mmbalance.sweeps
 import mmbalance.report
 from mmbalance.cli import summary_path
 from mmbalance.errors import MMBalanceError
@@ -140,10 +141,12 @@ def seed_files(name, seeds):
     ]
 
 
-def seed_groups():
-    """The runs grouped by their seeds, {seeds: [method, ...]}: one train rule per group, since a
-    rule's outputs (one set per seed) cannot vary between its jobs. Experiment methods train every
-    seed of experiment.seeds; sweep points only experiment.sweep_seeds of them."""
+def train_groups():
+    """The train rules and their runs, {rule: (seeds, [method, ...])}: a rule's outputs (one set per
+    seed) cannot vary between its jobs, so the runs that train every seed of experiment.seeds
+    (`train`) and the sweep points that train only its first experiment.sweep_seeds (`train_sweep`)
+    have a rule each. Both rules always exist (DVC's train stage names them); one without runs
+    matches no method."""
     seeds_of = {}
     for dataset, runs in RUNS.items():
         for method, seeds in runs.items():
@@ -152,9 +155,15 @@ def seed_groups():
                     f"{method} would train seeds {seeds_of[method]} on one dataset and {tuple(seeds)}"
                     f" on {dataset}; a run name must have the same seeds on every dataset"
                 )
-    groups = {}
+    sweep_seeds = tuple(mmbalance.sweeps.seeds(config))
+    groups = {"train": (tuple(SEEDS), []), "train_sweep": (sweep_seeds, [])}
     for method, seeds in sorted(seeds_of.items()):
-        groups.setdefault(seeds, []).append(method)
+        group = "train" if seeds == tuple(SEEDS) else "train_sweep"
+        if seeds != groups[group][0]:
+            raise WorkflowError(
+                f"{method} trains seeds {seeds}, neither {SEEDS} nor {sweep_seeds}"
+            )
+        groups[group][1].append(method)
     return groups
 
 

@@ -11,11 +11,11 @@
 # seed<k>/), its own DVC output, so the results the tables need are pulled without them.
 
 
-for seeds, methods in seed_groups().items():
+for rule_name, (seeds, methods) in train_groups().items():
 
     rule:
         name:
-            "train" if tuple(seeds) == tuple(SEEDS) else f"train_{len(seeds)}_seeds"
+            rule_name
         input:
             features=ancient_input(feature_manifest),
         output:
@@ -27,7 +27,7 @@ for seeds, methods in seed_groups().items():
         benchmark:
             "benchmarks/train/{dataset}/{method}/{run_id}.tsv"
         wildcard_constraints:
-            method="|".join(methods),
+            method="|".join(methods) or "(?!)",  # (?!): no method, the rule matches nothing
         threads: TRAIN_RESOURCES["threads"]
         resources:
             gpu=1,
