@@ -29,6 +29,7 @@ from mmbalance import config
 from mmbalance.engine.checkpoint import save_checkpoint
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.loop import CHECKPOINT, Trainer
+from mmbalance.runs.files import write_history
 
 
 def cpu_seconds(fn) -> float:
@@ -72,7 +73,8 @@ def profile(params_file: str, method: str, epochs: int) -> dict[str, str]:
             writes.append(
                 cpu_seconds(
                     lambda e=epoch: (
-                        save_checkpoint(run_dir / CHECKPOINT, trainer.state(e)) or trainer.write_history()
+                        save_checkpoint(run_dir / CHECKPOINT, trainer.state(e))
+                        or write_history(trainer.run_dir, trainer.history)
                     )
                 )
             )

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from mmbalance import config
 from mmbalance.registry import DATASETS
+from mmbalance.runs.files import METRICS
 
 
 class Analysis:
@@ -22,7 +23,7 @@ class Analysis:
     """
 
     name: ClassVar[str] = ""
-    reads: ClassVar[str] = "metrics.json"
+    reads: ClassVar[str] = METRICS
     all_seeds: ClassVar[bool] = True
 
     @dataclasses.dataclass

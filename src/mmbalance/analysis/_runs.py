@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,19 +79,6 @@ def encode_split(model: nn.Module, data: SplitBatches) -> dict[str, np.ndarray]:
         for m, z in model(batch.inputs).features.items():
             parts.setdefault(m, []).append(z.float().cpu().numpy())
     return {m: np.concatenate(p) for m, p in parts.items()}
-
-
-def read_history(path: Path) -> list[dict[str, str]]:
-    """The rows of one ``history.csv``; a missing or empty file is a :class:`DataError` naming it."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise DataError(f"{path}: history file not readable ({exc})") from exc
-    if not rows:
-        raise DataError(f"{path}: empty history file")
-    return rows
 
 
 def history_column(rows: Sequence[Mapping[str, str]], column: str, path: Path) -> np.ndarray:
