@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmbalance.methods.base import Batch, ModelSpec
+from mmbalance.engine.types import Batch, ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODALITIES = {"audio": "spectrogram", "video": "frames"}

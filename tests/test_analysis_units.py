@@ -17,8 +17,8 @@ from mmbalance.analysis import landscape
 from mmbalance.analysis.missing_modality import missing_mask, predict_missing
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.metrics import modality_gap, modality_gaps
+from mmbalance.engine.types import ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import ModelSpec
 from mmbalance.models.shapley import masked_input
 from mmbalance.registry import METHODS
 from tests.conftest import NUM_CLASSES, make_batch, tiny_params

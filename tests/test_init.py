@@ -12,7 +12,7 @@ from torch import nn
 
 from mmbalance import config
 from mmbalance.engine.loop import Trainer
-from mmbalance.methods.base import ModelSpec
+from mmbalance.engine.types import ModelSpec
 from mmbalance.models.init import INITS, initialise_heads
 from mmbalance.registry import METHODS
 

@@ -23,8 +23,8 @@ from mmbalance.data.video import read_frames
 from mmbalance.data.youtube import carve_validation
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.optim import build_optimizer
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.errors import DataError
-from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.registry import DATASETS, FRONTENDS, METHODS
 from tests.clip_fixtures import fake_tools, write_clip
 from tests.conftest import REPO

@@ -17,8 +17,8 @@ from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import save_checkpoint
 from mmbalance.engine.loop import CHECKPOINT, Trainer
 from mmbalance.engine.optim import build_optimizer
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods import lfm_schedules as schedules
-from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.methods.hypergrad import STOP_REASONS, conjugate_gradient, hypergradient
 from mmbalance.methods.lfm import code_hvp_mean
 from mmbalance.methods.lfm_losses import info_nce, js_code, pairwise_mean

@@ -12,7 +12,7 @@ from torch import nn
 
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods.gradient_modification import (
     cumulative_input_covariance,
     linear_layers,

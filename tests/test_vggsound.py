@@ -23,8 +23,8 @@ from mmbalance.data.extract import extract
 from mmbalance.data.store import open_store
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.optim import build_optimizer
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.errors import DataError
-from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.registry import DATASETS, METHODS
 from tests.clip_fixtures import fake_tools, write_clip
 

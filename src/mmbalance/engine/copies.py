@@ -28,7 +28,7 @@ from torch import nn
 
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.precision import Precision
-from mmbalance.methods.base import Batch
+from mmbalance.engine.types import Batch
 
 CopyLoss = Callable[[nn.Module, Batch], torch.Tensor]
 """The loss of one batch for the copy being trained: ``loss(copy, batch)``."""

@@ -1,4 +1,5 @@
-"""The one training loop. Methods plug in through :class:`mmbalance.methods.base.Method`.
+"""The one training loop. Methods plug in through :class:`mmbalance.methods.base.Method`, found by name
+in the registry.
 
 Per epoch: ``on_epoch_start`` → ``training_step`` per batch → evaluation on validation and
 test (with the test features' modality gap) → model checkpoints → ``on_epoch_end`` → learning-rate
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,11 +43,14 @@ from mmbalance.engine.precision import Precision
 from mmbalance.engine.protocols import protocol_metrics
 from mmbalance.engine.seeding import configure_determinism, rng_state, seed_everything, set_rng_state
 from mmbalance.engine.settings import EngineSettings
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.errors import MMBalanceError
-from mmbalance.methods.base import Context, Method, ModelSpec
 from mmbalance.models.init import initialise_heads
 from mmbalance.registry import METHODS
 from mmbalance.runs import files as run_files
+
+if TYPE_CHECKING:  # the engine knows no method: it finds their classes in the registry
+    from mmbalance.methods.base import Method
 
 log = logging.getLogger("mmbalance.train")
 

@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.methods.base import Batch, Context, Logs, Method
+from mmbalance.engine.types import Batch, Context
+from mmbalance.methods.base import Logs, Method
 from mmbalance.models.model import ModelOutput, build_model
 from mmbalance.registry import register_method
 

@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import MMBalanceError
 from mmbalance.methods import lfm_schedules as schedules
-from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
+from mmbalance.methods.base import Logs, Method
 from mmbalance.methods.hypergrad import grads, hypergradient
 from mmbalance.methods.lfm_losses import info_nce, js_code, pairwise_mean
 from mmbalance.models.model import ModelOutput, build_model, in_mode

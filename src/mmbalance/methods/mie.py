@@ -58,8 +58,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbalance.engine.precision import Precision
+from mmbalance.engine.types import Batch, Context
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, Logs, Method
+from mmbalance.methods.base import Logs, Method
 from mmbalance.methods.gradient_modification import (
     ModifiableLayer,
     cumulative_input_covariance,
