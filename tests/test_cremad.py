@@ -17,16 +17,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from mmbalance.config import (
-    apply_overrides,
-    data_config,
-    feature_config,
-    feature_dir,
-    raw_dir,
-    resolve_run,
-    run_dir,
-    validate,
-)
+from mmbalance.config import apply_overrides, data_config, feature_config, validate
 from mmbalance.data.datasets import cremad
 from mmbalance.data.datasets.base import sha256_file
 from mmbalance.data.download import md5_file
@@ -35,6 +26,7 @@ from mmbalance.data.generate import generate
 from mmbalance.data.store import open_store
 from mmbalance.engine.loop import train
 from mmbalance.errors import ConfigError, DataError
+from mmbalance.paths import feature_dir, raw_dir, resolve_run, run_dir
 from mmbalance.registry import DATASETS
 from tests.conftest import REPO
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import save_checkpoint
 from mmbalance.engine.loop import CHECKPOINT, Trainer
@@ -445,8 +445,8 @@ def test_alpha_in_history_and_kept_by_resume(tiny_workspace: Path, tmp_path: Pat
     torch.set_num_threads(1)
     params = config.load_params(tiny_workspace)
     params["train"]["embedded"]["synthav"]["methods"]["lfm_lb"] = {"alpha_lr": 0.5, "alpha_init": 0.5}
-    resolved = config.resolve_run(params, "synthav", "lfm_lb", 0)
-    features = config.feature_dir(params, "synthav")
+    resolved = paths.resolve_run(params, "synthav", "lfm_lb", 0)
+    features = paths.feature_dir(params, "synthav")
     Trainer(resolved, features, tmp_path / "full", device="cpu").fit(progress=False)
     full = history(tmp_path / "full" / "history.csv")
     alphas = [float(row["alpha"]) for row in full]

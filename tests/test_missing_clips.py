@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.data.datasets.base import clip_availability
 from mmbalance.data.extract import extract
 from mmbalance.engine.loop import train
@@ -78,7 +78,7 @@ def test_unusable_counts_name_the_manifest(extra: dict) -> None:
 def test_extract_and_train_copy_the_counts(tiny_workspace: Path, tmp_path: Path) -> None:
     params = config.load_params(tiny_workspace)
     raw = tmp_path / "raw"
-    shutil.copytree(config.raw_dir(params, "synthav"), raw)
+    shutil.copytree(paths.raw_dir(params, "synthav"), raw)
     manifest = json.loads((raw / "manifest.json").read_text())
     found = manifest["counts"]
     gaps = {"train": 5, "val": 0, "test": 2}
@@ -89,7 +89,7 @@ def test_extract_and_train_copy_the_counts(tiny_workspace: Path, tmp_path: Path)
     expected = {s: {"listed": found[s] + gaps[s], "found": found[s], "missing": gaps[s]} for s in found}
     assert json.loads((store / "manifest.json").read_text())["clips"] == expected
 
-    resolved = config.resolve_run(params, "synthav", "concat", 0)
+    resolved = paths.resolve_run(params, "synthav", "concat", 0)
     resolved["train"]["epochs"] = 1
     train(resolved, store, tmp_path / "run", device="cpu", progress=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -113,7 +113,7 @@ def test_counts_that_disagree_with_the_split_files_stop_extraction(
 ) -> None:
     params = config.load_params(tiny_workspace)
     raw = tmp_path / "raw"
-    shutil.copytree(config.raw_dir(params, "synthav"), raw)
+    shutil.copytree(paths.raw_dir(params, "synthav"), raw)
     manifest = json.loads((raw / "manifest.json").read_text())
     manifest["missing"] = dict.fromkeys(manifest["counts"], 0)
     manifest["counts"]["val"] += 1
@@ -131,7 +131,7 @@ def test_counts_that_disagree_with_the_split_files_stop_extraction(
 
 def test_synthav_stores_and_runs_carry_no_counts(tiny_workspace: Path) -> None:
     params = config.load_params(tiny_workspace)
-    store = json.loads((config.feature_dir(params, "synthav") / "manifest.json").read_text())
+    store = json.loads((paths.feature_dir(params, "synthav") / "manifest.json").read_text())
     assert "clips" not in store
 
 

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from mmbalance import config as mmcfg
+from mmbalance import paths as mmpaths
 from mmbalance import pipeline
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import DATASETS, METHODS
@@ -377,7 +378,7 @@ def test_tables_command_writes_the_declared_outputs_identically(tmp_path: Path) 
     params_file = write_params(tmp_path / "params.yaml", params)
     for method in ("unimodal", "lfm_lb", "mie"):
         for seed in params["experiment"]["seeds"]:
-            run = mmcfg.run_dir(params, "synthav", method, seed)
+            run = mmpaths.run_dir(params, "synthav", method, seed)
             source = write_run(tmp_path / "fixture", "synthav", method, seed)
             run.mkdir(parents=True)
             data = json.loads((source / "metrics.json").read_text()) | {"run_id": run.parent.name}

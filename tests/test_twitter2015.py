@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.data.datasets import twitter2015
 from mmbalance.data.extract import extract
 from mmbalance.data.generate import generate
@@ -143,15 +143,15 @@ def test_extract_shapes_and_one_training_epoch(pinned: tuple[str, Path], tmp_pat
     torch.set_num_threads(1)
     url, downloads = pinned
     params = imagetext_params(tmp_path, "twitter2015", data_cfg(url, downloads))
-    raw = config.raw_dir(params, "twitter2015")
+    raw = paths.raw_dir(params, "twitter2015")
     generate("twitter2015", config.data_config(params, "twitter2015"), raw, progress=False)
-    store = config.feature_dir(params, "twitter2015")
+    store = paths.feature_dir(params, "twitter2015")
     extract("twitter2015", raw, config.feature_config(params, "twitter2015"), store, progress=False)
     image = np.load(store / "train" / "image.npy")
     text = np.load(store / "train" / "text.npy")
     assert image.shape == (5, 3, 32, 32) and text.shape == (5, 3, 16)
     np.testing.assert_array_equal(text[0], tokenize("RT @ fan : Tyga was great tonight !\nTyga", 16))
     assert text[0, 2].max() == 1  # the target is segment B
-    resolved = config.resolve_run(params, "twitter2015", "concat", 0)
+    resolved = paths.resolve_run(params, "twitter2015", "concat", 0)
     metrics = train(resolved, store, tmp_path / "run", device="cpu", progress=False)
     assert metrics["heads"] == ["fused", "image", "text"]

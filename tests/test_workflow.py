@@ -22,6 +22,7 @@ import yaml
 from dockerfile_parse import DockerfileParser
 
 from mmbalance import config as mmcfg
+from mmbalance import paths as mmpaths
 from mmbalance import pipeline
 from mmbalance.errors import ConfigError
 from mmbalance.registry import ANALYSES, DATASETS
@@ -166,7 +167,7 @@ def test_run_paths_are_those_of_mmbalance_config(params):
     planned = {Path(row[0]) for row in rows if row[2] == "train" and row[0].endswith("metrics.json")}
     exp = params["experiment"]
     expected = {
-        mmcfg.run_dir(params, d, m, s) / "metrics.json"
+        mmpaths.run_dir(params, d, m, s) / "metrics.json"
         for d in exp["datasets"]
         for m, seeds in mmcfg.run_seeds(params, d).items()
         for s in seeds
@@ -174,12 +175,12 @@ def test_run_paths_are_those_of_mmbalance_config(params):
     assert planned == expected
     # the sweeps add runs: every point no experiment run serves, for the sweep seeds
     matrix = {
-        mmcfg.run_dir(params, d, m, s) / "metrics.json"
+        mmpaths.run_dir(params, d, m, s) / "metrics.json"
         for d, m, s in itertools.product(exp["datasets"], mmcfg.experiment_methods(params), exp["seeds"])
     }
     assert matrix < planned
     features = {Path(row[0]).parent for row in rows if row[2] == "extract"}
-    assert features == {mmcfg.feature_dir(params, d) for d in exp["datasets"]}
+    assert features == {mmpaths.feature_dir(params, d) for d in exp["datasets"]}
 
 
 def misspelt_params() -> tuple[str, str]:
@@ -436,7 +437,7 @@ def test_a_dataset_reading_another_raw_data_is_planned_from_it(project_with_para
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
     assert counts["generate"] == counts["extract"] == counts["train"] == 1
-    raw = mmcfg.raw_dir(edited, "sarcasm_clip")
+    raw = mmpaths.raw_dir(edited, "sarcasm_clip")
     assert raw.parts[:3] == ("data", "raw", "sarcasm")
     assert f"{raw}/manifest.json" in result.stdout
     assert "mmbalance generate --params params.yaml --dataset sarcasm " in result.stdout

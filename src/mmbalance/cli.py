@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import ADAPTERS, DATASETS, ENCODERS, METHODS
 
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_generate(args: argparse.Namespace, params: dict) -> None:
     from mmbalance.data.generate import generate
 
-    out = config.raw_dir(params, args.dataset)
+    out = paths.raw_dir(params, args.dataset)
     manifest = generate(
         args.dataset,
         config.data_config(params, args.dataset),
@@ -174,9 +174,9 @@ def cmd_extract(args: argparse.Namespace, params: dict) -> None:
 
     manifest = extract(
         args.dataset,
-        config.raw_dir(params, args.dataset),
+        paths.raw_dir(params, args.dataset),
         config.feature_config(params, args.dataset),
-        config.feature_dir(params, args.dataset),
+        paths.feature_dir(params, args.dataset),
         workers=args.threads,
         progress=not args.quiet,
     )
@@ -190,13 +190,13 @@ def train_seed(args: argparse.Namespace, params: dict, seed: int) -> None:
     from mmbalance.engine.loop import train
     from mmbalance.runlock import run_lock
 
-    resolved = config.resolve_run(params, args.dataset, args.method, seed)
+    resolved = paths.resolve_run(params, args.dataset, args.method, seed)
     if args.run_id is not None and args.run_id != resolved["run_id"]:
         raise MMBalanceError(
             f"--run-id {args.run_id}: params now resolve to run id {resolved['run_id']} "
             "(params changed since the workflow was planned; re-run snakemake)"
         )
-    run_dir = config.run_dir(params, args.dataset, args.method, seed)
+    run_dir = paths.run_dir(params, args.dataset, args.method, seed)
     torch.set_num_threads(args.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
@@ -207,11 +207,11 @@ def train_seed(args: argparse.Namespace, params: dict, seed: int) -> None:
         try:
             metrics = train(
                 resolved,
-                config.feature_dir(params, args.dataset),
+                paths.feature_dir(params, args.dataset),
                 run_dir,
                 device=args.device,
                 progress=not args.quiet,
-                checkpoint_dir=config.checkpoint_dir(params, args.dataset, args.method, seed),
+                checkpoint_dir=paths.checkpoint_dir(params, args.dataset, args.method, seed),
             )
         finally:
             logger.removeHandler(handler)

@@ -4,7 +4,7 @@ The workflow (``workflow/rules/common.smk``) reads ``params.yaml`` with :mod:`mm
 every file name from here, the same functions the CLI writes with, so the two cannot disagree:
 
 - the stages' files: :func:`raw_manifest`, :func:`feature_manifest`, :func:`run_matrix` and
-  :func:`run_files`, :func:`summary_csv`;
+  :func:`run_files`, :func:`summary_csv`, and their patterns with the rules' wildcards;
 - the report's: :func:`report_outputs` (tables and figures by group), :func:`analysis_inputs` and
   :func:`analysis_outputs` (the papers' analyses), :func:`plots` (every figure, ``dvc.yaml``'s plots);
 - the code each stage's outputs depend on: :func:`report_sources`, :func:`analysis_sources`.
@@ -23,7 +23,7 @@ from typing import Any
 import mmbalance.analysis
 import mmbalance.report
 import mmbalance.runs
-from mmbalance import config, sweeps
+from mmbalance import config, paths, sweeps
 from mmbalance.data.datasets.base import MANIFEST
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import ANALYSES, DATASETS
@@ -38,15 +38,37 @@ UNREPORTED_SUFFIXES = (".tex", ".npz")
 """Analysis outputs not shown in the workflow's report: LaTeX tables and the Grad-CAM maps."""
 
 
+ID_PATTERN = f"[0-9a-f]{{{paths.HASH_LENGTH}}}"
+"""A data, feature or run id's hash (the workflow's wildcard constraint)."""
+
+
 # --- the stages' files ------------------------------------------------------------------------
+def raw_manifest_pattern(params: Mapping[str, Any]) -> str:
+    """The raw data's manifest with the ``{dataset}`` and ``{data_id}`` wildcards (the generate rule)."""
+    return str(paths.raw_folder(params["paths"]["data"], "{dataset}", "{data_id}") / MANIFEST)
+
+
+def feature_manifest_pattern(params: Mapping[str, Any]) -> str:
+    """The feature store's manifest with the ``{dataset}`` and ``{feature_id}`` wildcards (the extract
+    rule)."""
+    return str(paths.feature_folder(params["paths"]["data"], "{dataset}", "{feature_id}") / MANIFEST)
+
+
+def run_file_pattern(params: Mapping[str, Any], seed: int, name: str) -> str:
+    """``name`` in the run directory of ``seed`` with the ``{dataset}``, ``{method}`` and ``{run_id}``
+    wildcards (a train rule: one job trains every seed of a run)."""
+    root = params["paths"]["results"]
+    return str(paths.run_folder(root, "{dataset}", "{method}", "{run_id}", seed) / name)
+
+
 def raw_manifest(params: Mapping[str, Any], dataset: str) -> Path:
     """The manifest that ``mmbalance generate`` writes last, for the configured data."""
-    return config.raw_dir(params, dataset) / MANIFEST
+    return paths.raw_dir(params, dataset) / MANIFEST
 
 
 def feature_manifest(params: Mapping[str, Any], dataset: str) -> Path:
     """The manifest that ``mmbalance extract`` writes last, for the configured features."""
-    return config.feature_dir(params, dataset) / MANIFEST
+    return paths.feature_dir(params, dataset) / MANIFEST
 
 
 def run_matrix(params: Mapping[str, Any]) -> dict[str, dict[str, list[int]]]:
@@ -62,7 +84,7 @@ def run_files(
     (default: :func:`run_matrix`; resolving it is the slow part, so a caller that asks often passes it)."""
     runs = run_matrix(params) if runs is None else runs
     return [
-        config.run_dir(params, dataset, method, seed) / name
+        paths.run_dir(params, dataset, method, seed) / name
         for dataset, per_method in runs.items()
         for method, seeds in per_method.items()
         for seed in seeds

@@ -59,10 +59,8 @@ SEEDS = config["experiment"]["seeds"]
 RUNS = pipeline.run_matrix(config)
 RUN_NAMES = sorted({method for runs in RUNS.values() for method in runs})
 N_RUNS = sum(len(seeds) for runs in RUNS.values() for seeds in runs.values())
-DATA = config["paths"]["data"]
-RESULTS = config["paths"]["results"]
 TABLES = config["paths"]["tables"]
-HASH = f"[0-9a-f]{{{mmcfg.HASH_LENGTH}}}"
+HASH = pipeline.ID_PATTERN
 
 # Threads, memory and wall time of one seed's training run per profile (SLURM: --cpus-per-task,
 # --mem and -t; a train job's runtime is this times its number of seeds). The embedded profile
@@ -103,10 +101,7 @@ def run_files(name, datasets=None):
 def seed_files(name, seeds):
     """`name` in the run dir of each of `seeds`, with the {dataset}, {method} and {run_id}
     wildcards of a train rule: one job trains all seeds of a run."""
-    return [
-        f"{RESULTS}/{{dataset}}/{{method}}/{{run_id}}/seed{seed}/{name}"
-        for seed in seeds
-    ]
+    return [pipeline.run_file_pattern(config, seed, name) for seed in seeds]
 
 
 def seed_groups():

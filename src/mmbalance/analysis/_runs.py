@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmbalance import config
+from mmbalance import paths
 from mmbalance.data.store import FeatureStore, open_store
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import checkpoint_path, load_checkpoint
@@ -23,7 +23,7 @@ from mmbalance.report.aggregate import mean_std
 
 
 def feature_store(params: Mapping[str, Any], dataset: str) -> FeatureStore:
-    return open_store(config.feature_dir(params, dataset))
+    return open_store(paths.feature_dir(params, dataset))
 
 
 def load_model(

@@ -322,5 +322,5 @@ def train(
     checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train one run into ``run_dir``, its checkpoints into ``checkpoint_dir`` (default ``run_dir/ckpt``;
-    the CLI passes :func:`mmbalance.config.checkpoint_dir`); returns the content of ``metrics.json``."""
+    the CLI passes :func:`mmbalance.paths.checkpoint_dir`); returns the content of ``metrics.json``."""
     return Trainer(resolved, feature_dir, run_dir, device, checkpoint_dir).fit(progress=progress)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.errors import MMBalanceError
 from mmbalance.runs.files import is_finished
 
@@ -22,7 +22,7 @@ def configured_runs(params: Mapping[str, Any], dataset: str) -> dict[str, list[P
     """``{method: [run dir per seed]}`` of the matrix for one dataset: the experiment's methods and the
     runs of its sweeps (:func:`mmbalance.config.run_seeds`)."""
     return {
-        m: [config.run_dir(params, dataset, m, s) for s in seeds]
+        m: [paths.run_dir(params, dataset, m, s) for s in seeds]
         for m, seeds in config.run_seeds(params, dataset).items()
     }
 
@@ -51,7 +51,7 @@ def run_status(params: Mapping[str, Any]) -> list[dict[str, Any]]:
             for seed, run_dir in zip(seeds[method], dirs, strict=True):
                 if is_finished(run_dir):
                     status = "done"
-                elif config.checkpoint_path(params, dataset, method, seed).is_file():
+                elif paths.checkpoint_path(params, dataset, method, seed).is_file():
                     status = "partial"
                 else:
                     status = "missing"
