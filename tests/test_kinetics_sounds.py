@@ -20,7 +20,7 @@ from mmbalance.data.datasets import kinetics_sounds as ks
 from mmbalance.data.extract import extract
 from mmbalance.data.store import open_store
 from mmbalance.data.video import read_frames
-from mmbalance.data.youtube import carve_validation
+from mmbalance.data.youtube.clips import carve_validation
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.types import Context, ModelSpec
