@@ -20,7 +20,7 @@ import torch
 
 from benchmarks.synthetic import write_store
 from mmbalance import config, paths
-from mmbalance.data.datasets.base import MANIFEST
+from mmbalance.data.datasets._base import MANIFEST
 from mmbalance.engine.loop import Trainer
 from mmbalance.engine.settings import DEFAULTS
 

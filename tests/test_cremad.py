@@ -19,7 +19,7 @@ import yaml
 
 from mmbalance.config import apply_overrides, data_config, feature_config, validate
 from mmbalance.data.datasets import cremad
-from mmbalance.data.datasets.base import sha256_file
+from mmbalance.data.datasets._base import sha256_file
 from mmbalance.data.download import md5_file
 from mmbalance.data.extract import extract, feature_shape
 from mmbalance.data.generate import generate

@@ -18,10 +18,10 @@ from mmbalance.engine.checkpoint import save_checkpoint
 from mmbalance.engine.loop import CHECKPOINT, Trainer
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.types import Context, ModelSpec
-from mmbalance.methods import lfm_schedules as schedules
-from mmbalance.methods.hypergrad import STOP_REASONS, conjugate_gradient, hypergradient
+from mmbalance.methods import _lfm_schedules as schedules
+from mmbalance.methods._hypergrad import STOP_REASONS, conjugate_gradient, hypergradient
+from mmbalance.methods._lfm_losses import info_nce, js_code, pairwise_mean
 from mmbalance.methods.lfm import code_hvp_mean
-from mmbalance.methods.lfm_losses import info_nce, js_code, pairwise_mean
 from mmbalance.registry import METHODS
 from tests.conftest import make_batch
 

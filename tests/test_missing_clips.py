@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mmbalance import config, paths
-from mmbalance.data.datasets.base import clip_availability
+from mmbalance.data.datasets._base import clip_availability
 from mmbalance.data.extract import extract
 from mmbalance.engine.loop import train
 from mmbalance.errors import DataError, MMBalanceError

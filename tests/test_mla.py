@@ -17,7 +17,7 @@ from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
 from mmbalance.methods.mla import MLA, entropy_weights, modify_gradient, owm_alpha, owm_update
-from mmbalance.models.fusions.base import FusionOutput
+from mmbalance.models.fusions._base import FusionOutput
 from mmbalance.models.model import ModelOutput
 from tests.conftest import make_batch
 from tests.resume_check import train_killed_and_resumed

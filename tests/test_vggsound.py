@@ -16,7 +16,7 @@ import torch
 
 from mmbalance.config import typed_options
 from mmbalance.data.datasets import vggsound
-from mmbalance.data.datasets.base import sha256_file
+from mmbalance.data.datasets._base import sha256_file
 from mmbalance.data.download import fetch_pinned as fetch
 from mmbalance.data.download import file_digest
 from mmbalance.data.extract import extract

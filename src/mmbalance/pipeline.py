@@ -24,7 +24,7 @@ import mmbalance.analysis
 import mmbalance.report
 import mmbalance.runs
 from mmbalance import config, paths, sweeps
-from mmbalance.data.datasets.base import MANIFEST
+from mmbalance.data.datasets._base import MANIFEST
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import ANALYSES, DATASETS
 from mmbalance.report.build import report_outputs as _report_outputs

@@ -17,7 +17,7 @@ from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import checkpoint_path, load_checkpoint
 from mmbalance.engine.loop import build_method, eval_batches
 from mmbalance.errors import DataError
-from mmbalance.methods.base import Method
+from mmbalance.methods._base import Method
 from mmbalance.models.model import ModelOutput, MultimodalModel
 from mmbalance.report.aggregate import mean_std
 

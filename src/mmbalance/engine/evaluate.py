@@ -13,7 +13,7 @@ from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.metrics import classification_metrics
 
 if TYPE_CHECKING:  # the engine knows no method: it finds their classes in the registry
-    from mmbalance.methods.base import Method
+    from mmbalance.methods._base import Method
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The one training loop. Methods plug in through :class:`mmbalance.methods.base.Method`, found by name
+"""The one training loop. Methods plug in through :class:`mmbalance.methods._base.Method`, found by name
 in the registry.
 
 Per epoch: ``on_epoch_start`` → ``training_step`` per batch → evaluation on validation and
@@ -50,7 +50,7 @@ from mmbalance.registry import METHODS
 from mmbalance.runs import files as run_files
 
 if TYPE_CHECKING:  # the engine knows no method: it finds their classes in the registry
-    from mmbalance.methods.base import Method
+    from mmbalance.methods._base import Method
 
 log = logging.getLogger("mmbalance.train")
 

@@ -1,4 +1,4 @@
-"""The engine's own types, which the loop hands to a method (:class:`mmbalance.methods.base.Method`):
+"""The engine's own types, which the loop hands to a method (:class:`mmbalance.methods._base.Method`):
 a mini-batch, what a method builds its model from, and where training stands.
 
 They live in the engine, so that methods depend on the engine and the engine on no method: the loop

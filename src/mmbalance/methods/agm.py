@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbalance.engine.types import Batch, Context, ModelSpec
-from mmbalance.methods.base import Logs, Method
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.model import build_model
 from mmbalance.models.shapley import ShapleyModel
 from mmbalance.registry import register_method

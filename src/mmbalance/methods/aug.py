@@ -69,7 +69,7 @@ from torch import nn
 
 from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Logs, Method
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.boosted import BoostedClassifiers
 from mmbalance.models.encoders.adapters import build_encoder
 from mmbalance.models.init import initialise_heads

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbalance.engine.types import Batch, Context
-from mmbalance.methods.base import Logs, Method
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.model import ModelOutput, build_model
 from mmbalance.registry import register_method
 

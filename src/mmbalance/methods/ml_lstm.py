@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from mmbalance.methods.base import Method
+from mmbalance.methods._base import Method
 from mmbalance.models.model import build_model
 from mmbalance.registry import register_method
 

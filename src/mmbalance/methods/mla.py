@@ -52,7 +52,7 @@ from torch import nn
 
 from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Logs, Method
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
 

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from mmbalance.engine.precision import Precision
 from mmbalance.engine.types import Batch, Context
-from mmbalance.methods.base import Logs, Method
+from mmbalance.methods._base import Logs, Method
 from mmbalance.registry import register_method
 
 FP32 = Precision()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbalance.engine.types import Batch, Context, ModelSpec
-from mmbalance.methods.base import Logs, Method
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.model import MultimodalModel
 from mmbalance.registry import register_method
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mmbalance.engine.types import Batch, Context
-from mmbalance.methods.base import Logs, Method
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
 

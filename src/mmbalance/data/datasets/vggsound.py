@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmbalance.config import typed_options
-from mmbalance.data.datasets.base import Dataset, Item
+from mmbalance.data.datasets._base import Dataset, Item
 from mmbalance.data.download import fetch_pinned
 from mmbalance.data.youtube.clips import MISSING_REASON, Clip, ClipsConfig, carve_validation
 from mmbalance.data.youtube.prepare import begin, prepare_clips, read_split

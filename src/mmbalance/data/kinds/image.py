@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmbalance.data.kinds.base import FeatureKind
+from mmbalance.data.kinds._base import FeatureKind
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import register_kind
 

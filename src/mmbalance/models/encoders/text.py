@@ -30,7 +30,7 @@ from torch import nn
 
 from mmbalance.data.kinds.text import DEFAULT_TOKENIZER
 from mmbalance.errors import ConfigError
-from mmbalance.models.encoders.clip_towers import TEXT_SIZES, clip_text_encoder
+from mmbalance.models.encoders._clip_towers import TEXT_SIZES, clip_text_encoder
 from mmbalance.models.encoders.image import load_state
 from mmbalance.registry import register_adapter
 
