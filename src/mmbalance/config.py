@@ -29,7 +29,7 @@ import yaml
 
 from mmbalance import sweeps
 from mmbalance.engine import settings as engine_settings
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown
 from mmbalance.registry import ADAPTERS, ANALYSES, DATASETS, METHODS
 
 
@@ -253,8 +253,7 @@ def typed_options(defaults: Any, overrides: Mapping[str, Any], where: str) -> di
     fields = {f.name: f for f in dataclasses.fields(defaults)}
     merged = dataclasses.asdict(defaults)
     for key, value in overrides.items():
-        if key not in fields:
-            raise ConfigError(f"unknown key '{where}.{key}' (allowed here: {', '.join(sorted(fields))})")
+        reject_unknown([key], fields, prefix=f"{where}.", label="allowed here")
         default = merged[key]
         if isinstance(default, bool):
             ok = isinstance(value, bool)

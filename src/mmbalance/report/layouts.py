@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown
 from mmbalance.report.published import Published, shipped
 
 SPEC_KEYS = frozenset({"method", "paper_method", "setting", "metric", "head", "history", "source"})
@@ -175,9 +175,7 @@ class Layout:
 def _check_keys(where: str, entry: Any, allowed: set[str] | frozenset[str], required: Sequence[str]) -> None:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping, got {entry!r}")
-    unknown = sorted(set(entry) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
+    reject_unknown(sorted(entry), allowed, context=f"{where}: ")
     missing = [key for key in required if key not in entry]
     if missing:
         raise ConfigError(f"{where}: missing key '{missing[0]}'")

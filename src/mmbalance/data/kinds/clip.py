@@ -44,7 +44,7 @@ from mmbalance.data.flow import (
 )
 from mmbalance.data.kinds._base import FeatureKind
 from mmbalance.data.segment import read_segment
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown
 from mmbalance.registry import register_kind
 
 CHANNELS = {"rgb": 3, "depth": 1, "flow": 2}
@@ -65,11 +65,7 @@ class ClipKind(FeatureKind):
 
     def check(self, modality: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         checked = super().check(modality, cfg)
-        unknown = sorted(set(checked) - KEYS)
-        if unknown:
-            raise ConfigError(
-                f"features: unknown key '{modality}.{unknown[0]}' (allowed: {', '.join(sorted(KEYS))})"
-            )
+        reject_unknown(sorted(checked), KEYS, prefix=f"{modality}.", context="features: ")
         content = checked["content"]
         if content not in CHANNELS:
             raise ConfigError(f"features: '{modality}.content': {content!r} is not one of {list(CHANNELS)}")

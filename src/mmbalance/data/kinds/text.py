@@ -36,7 +36,7 @@ import numpy as np
 
 from mmbalance.data import clip_bpe
 from mmbalance.data.kinds._base import FeatureKind
-from mmbalance.errors import ConfigError, DataError
+from mmbalance.errors import ConfigError, DataError, reject_unknown
 from mmbalance.registry import register_kind
 
 TOKENIZERS = ("bert_wordpiece", "clip_bpe")
@@ -104,11 +104,9 @@ class TextKind(FeatureKind):
 
     def check(self, modality: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         checked = super().check(modality, cfg)
-        unknown = sorted(set(checked) - {*self.needs, "tokenizer"})
-        if unknown:
-            raise ConfigError(
-                f"features: unknown key '{modality}.{unknown[0]}' (allowed: max_length, tokenizer)"
-            )
+        reject_unknown(
+            sorted(checked), {*self.needs, "tokenizer"}, prefix=f"{modality}.", context="features: "
+        )
         name = checked.get("tokenizer", DEFAULT_TOKENIZER)
         if name not in TOKENIZERS:
             raise ConfigError(

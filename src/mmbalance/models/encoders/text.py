@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from mmbalance.data.kinds.text import DEFAULT_TOKENIZER
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown
 from mmbalance.models.encoders._clip_towers import TEXT_SIZES, clip_text_encoder
 from mmbalance.models.encoders.image import load_state
 from mmbalance.registry import register_adapter
@@ -100,12 +100,7 @@ def build_bert(name: str, weights: str | None) -> nn.Module:
 @register_adapter("text")
 def text_encoder(cfg: dict) -> nn.Module:
     """A BERT or a CLIP text tower of the named size on the stored tokens (module docstring)."""
-    unknown = sorted(set(cfg) - TEXT_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"encoder of a 'text' modality: unknown key '{unknown[0]}' "
-            f"(allowed: {', '.join(sorted(TEXT_KEYS))})"
-        )
+    reject_unknown(sorted(cfg), TEXT_KEYS, context="encoder of a 'text' modality: ")
     if cfg["name"] in TEXT_SIZES:
         return clip_text_encoder(cfg)
     return TextEncoder(build_bert(cfg["name"], cfg.get("weights")))
