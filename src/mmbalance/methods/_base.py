@@ -66,7 +66,13 @@ class Method:
         classifiers) comes back with the same structure before its weights are loaded.
         """
         fusion = getattr(self.options, "fusion", self.fusion)
-        return build_model(self.spec.modalities, self.spec.encoders, fusion, self.spec.num_classes)
+        spec = self.spec
+        return build_model(spec.modalities, spec.encoders, fusion, spec.num_classes, **self.fusion_options())
+
+    def fusion_options(self) -> dict[str, Any]:
+        """The fusion's own settings (keyword arguments after the feature sizes and the number of
+        classes), taken from the method's options; default none."""
+        return {}
 
     def param_groups(self, model: nn.Module) -> Iterable[Any]:
         """What the optimiser updates; default: every parameter in one group."""

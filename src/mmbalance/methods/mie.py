@@ -69,7 +69,7 @@ from mmbalance.methods._gradient_modification import (
     scope_layers,
 )
 from mmbalance.methods._sam import code_sam_loss, faithful_sam_gradients
-from mmbalance.models.model import ModelOutput, MultimodalModel, build_model
+from mmbalance.models.model import ModelOutput, MultimodalModel
 from mmbalance.registry import register_method
 
 
@@ -162,14 +162,8 @@ class MIE(Method):
         self.best_f1 = -math.inf
         self.best_weights: dict[str, torch.Tensor] | None = None
 
-    def build(self) -> nn.Module:
-        return build_model(
-            self.spec.modalities,
-            self.spec.encoders,
-            self.fusion,
-            self.spec.num_classes,
-            hidden=tuple(self.options.head_hidden),
-        )
+    def fusion_options(self) -> dict[str, Any]:
+        return {"hidden": tuple(self.options.head_hidden)}
 
     def stage_at(self, epoch: int) -> Stage:
         return stage_at(epoch, self.options.stage_epochs, self.modalities)
