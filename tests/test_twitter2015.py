@@ -43,10 +43,8 @@ ROWS = {
 COUNTS = {"train": 5, "val": 2, "test": 2}
 
 
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, str]]:
+def make_sources(root: Path) -> tuple[str, Path, dict[str, str]]:
     """TomBERT's absa_data/twitter2015/ and the person's download folder with one archive."""
-    root = tmp_path_factory.mktemp("twitter2015")
     folder = root / "repo" / "absa_data" / "twitter2015"
     folder.mkdir(parents=True)
     for name, rows in ROWS.items():
@@ -59,6 +57,11 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[s
     downloads = root / "downloads"
     write_zip(downloads / "IJCAI2019_data.zip", members)
     return folder.as_uri() + "/", downloads, {name: md5(folder / name) for name in ROWS}
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, str]]:
+    return make_sources(tmp_path_factory.mktemp("twitter2015"))
 
 
 @pytest.fixture
