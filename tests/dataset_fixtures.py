@@ -10,6 +10,7 @@ of the dataset fails saying so.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -160,24 +161,9 @@ def imagetext(root: Path, monkeypatch: pytest.MonkeyPatch, dataset: str, clip: b
     return params
 
 
-@fixture_of("sarcasm")
-def sarcasm(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    return imagetext(root, monkeypatch, "sarcasm", clip=False)
-
-
-@fixture_of("sarcasm_clip")
-def sarcasm_clip(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    return imagetext(root, monkeypatch, "sarcasm", clip=True)
-
-
-@fixture_of("twitter2015")
-def twitter2015(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    return imagetext(root, monkeypatch, "twitter2015", clip=False)
-
-
-@fixture_of("twitter2015_clip")
-def twitter2015_clip(root: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
-    return imagetext(root, monkeypatch, "twitter2015", clip=True)
+for _dataset in ("sarcasm", "twitter2015"):
+    FIXTURES[_dataset] = functools.partial(imagetext, dataset=_dataset, clip=False)
+    FIXTURES[f"{_dataset}_clip"] = functools.partial(imagetext, dataset=_dataset, clip=True)
 
 
 @fixture_of("nvgesture")
