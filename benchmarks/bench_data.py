@@ -17,10 +17,11 @@ import time
 import torch
 
 from benchmarks.common import write_results
-from mmbalance.config import feature_config, feature_dir, load_params, raw_dir
+from mmbalance.config import feature_config, load_params
 from mmbalance.data.store import open_store
 from mmbalance.data.video import read_frames
 from mmbalance.engine.batches import SplitBatches
+from mmbalance.paths import feature_dir, raw_dir
 from mmbalance.registry import DATASETS, FRONTENDS
 
 

@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write_results
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.engine.checkpoint import save_checkpoint
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.loop import CHECKPOINT, Trainer
+from mmbalance.runs.files import write_history
 
 
 def cpu_seconds(fn) -> float:
@@ -54,11 +55,11 @@ def one_epoch_cli_cpu(params_file: str, method: str, results: Path) -> float:
 
 def profile(params_file: str, method: str, epochs: int) -> dict[str, str]:
     params = config.load_params(params_file)
-    resolved = config.resolve_run(params, "synthav", method, 0)
+    resolved = paths.resolve_run(params, "synthav", method, 0)
     splits = ("val", "test")
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        trainer = Trainer(resolved, config.feature_dir(params, "synthav"), run_dir, "cpu")
+        trainer = Trainer(resolved, paths.feature_dir(params, "synthav"), run_dir, "cpu")
         train, evaluation, writes = [], [], []
         for epoch in range(epochs):
             trainer.model.train()
@@ -72,7 +73,8 @@ def profile(params_file: str, method: str, epochs: int) -> dict[str, str]:
             writes.append(
                 cpu_seconds(
                     lambda e=epoch: (
-                        save_checkpoint(run_dir / CHECKPOINT, trainer.state(e)) or trainer.write_history()
+                        save_checkpoint(run_dir / CHECKPOINT, trainer.state(e))
+                        or write_history(trainer.run_dir, trainer.history)
                     )
                 )
             )

@@ -61,7 +61,7 @@ from benchmarks.throughput import (
 )
 from mmbalance.data.audio import preload
 from mmbalance.engine.loop import Trainer
-from mmbalance.methods.base import Batch
+from mmbalance.engine.types import Batch
 from mmbalance.registry import FRONTENDS
 
 FAST = {"prefetch": 2, "precision": "bf16", "deterministic": False, "channels_last": True}

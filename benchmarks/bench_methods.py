@@ -15,7 +15,7 @@ import torch
 from benchmarks.common import time_calls, write_results
 from mmbalance.config import load_params, method_options, train_config
 from mmbalance.engine.optim import build_optimizer
-from mmbalance.methods.base import Batch, Context, ModelSpec
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.registry import METHODS
 
 

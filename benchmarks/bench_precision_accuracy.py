@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write_results
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.data.extract import extract
 from mmbalance.data.generate import generate
 from mmbalance.engine.loop import train
@@ -51,7 +51,7 @@ def main() -> None:
     params["profile"] = args.profile or params["profile"]
     params["paths"]["data"] = args.data
     config.validate(params)
-    raw, features = config.raw_dir(params, DATASET), config.feature_dir(params, DATASET)
+    raw, features = paths.raw_dir(params, DATASET), paths.feature_dir(params, DATASET)
     if not (features / "manifest.json").exists():
         generate(DATASET, config.data_config(params, DATASET), raw, workers=args.threads, progress=False)
         extract(
@@ -69,7 +69,7 @@ def main() -> None:
             for precision in ("fp32", "bf16"):
                 run_params = config.apply_overrides(params, [f"{block}={precision}"])
                 for seed in args.seeds:
-                    resolved = config.resolve_run(run_params, DATASET, method, seed)
+                    resolved = paths.resolve_run(run_params, DATASET, method, seed)
                     out = Path(scratch) / method / precision / str(seed)
                     metrics = train(resolved, features, out, device=args.device, progress=False)
                     acc = metrics["protocols"]["val_selected"]["test"]["fused"]["acc"]

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from benchmarks.common import write_results
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.data.extract import extract
 from mmbalance.data.generate import generate
 
@@ -107,13 +107,13 @@ def main() -> None:
     params_file = work / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     generate(
-        "synthav", config.data_config(params, "synthav"), config.raw_dir(params, "synthav"), progress=False
+        "synthav", config.data_config(params, "synthav"), paths.raw_dir(params, "synthav"), progress=False
     )
     extract(
         "synthav",
-        config.raw_dir(params, "synthav"),
+        paths.raw_dir(params, "synthav"),
         config.feature_config(params, "synthav"),
-        config.feature_dir(params, "synthav"),
+        paths.feature_dir(params, "synthav"),
         progress=False,
     )
     outcomes: dict[str, dict[str, dict]] = {}
@@ -121,8 +121,8 @@ def main() -> None:
         variables, onednn, threads = SETTINGS[name]
         outcomes[name] = {}
         for method in args.methods:
-            run = config.run_dir(params, "synthav", method, 0)
-            for folder in (run, config.checkpoint_path(params, "synthav", method, 0).parent):
+            run = paths.run_dir(params, "synthav", method, 0)
+            for folder in (run, paths.checkpoint_path(params, "synthav", method, 0).parent):
                 for file in folder.glob("*") if folder.is_dir() else []:
                     file.unlink()
             cli = ["train", "--params", str(params_file), "--dataset", "synthav", "--method", method]

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile
 from PIL import Image
 
-from mmbalance.data.datasets.base import MANIFEST, SPLITS
+from mmbalance.data.datasets._base import MANIFEST, SPLITS
 from mmbalance.data.store import FORMAT_VERSION, array_entry
 
 NUM_CLASSES = 6

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from benchmarks.synthetic import write_store
-from mmbalance import config
-from mmbalance.data.datasets.base import MANIFEST
+from mmbalance import config, paths
+from mmbalance.data.datasets._base import MANIFEST
 from mmbalance.engine.loop import Trainer
 from mmbalance.engine.settings import DEFAULTS
 
@@ -83,7 +83,7 @@ def resolved_run(
         **settings,
     )
     config.validate(params)
-    return config.resolve_run(params, DATASET, method, 0)
+    return paths.resolve_run(params, DATASET, method, 0)
 
 
 def synchronize(device: torch.device) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmbalance.methods.base import Batch, ModelSpec
+from mmbalance.engine.types import Batch, ModelSpec
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODALITIES = {"audio": "spectrogram", "video": "frames"}
@@ -78,9 +78,10 @@ def write_params(path, params: dict):
 @pytest.fixture(scope="session")
 def tiny_workspace(tmp_path_factory):
     """A tiny synthav dataset generated and extracted once per test session; returns its params file."""
-    from mmbalance.config import data_config, feature_config, feature_dir, raw_dir
+    from mmbalance.config import data_config, feature_config
     from mmbalance.data.extract import extract
     from mmbalance.data.generate import generate
+    from mmbalance.paths import feature_dir, raw_dir
 
     root = tmp_path_factory.mktemp("workspace")
     params = tiny_params(root)

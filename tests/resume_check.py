@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.engine import loop
 from tests.conftest import write_params
 
@@ -73,8 +73,8 @@ def train_killed_and_resumed(
         settings.append(f"methods.{method}={json.dumps(options)}")
         settings.append(f"train.embedded.synthav.methods.{method}={json.dumps(options)}")
     params = config.apply_overrides(params, [*settings, *(overrides or [])])
-    resolved = config.resolve_run(params, "synthav", method, 0)
-    features = config.feature_dir(params, "synthav")
+    resolved = paths.resolve_run(params, "synthav", method, 0)
+    features = paths.feature_dir(params, "synthav")
     loop.train(resolved, features, tmp_path / "reference", device="cpu", progress=False)
     rows = history(tmp_path / "reference")
 
@@ -142,10 +142,10 @@ def cli_killed_and_resumed(params: dict, tmp_path: Path, method: str) -> tuple[P
     reference_file, killed_file = tmp_path / "reference.yaml", tmp_path / "killed.yaml"
 
     assert cli_train(reference_file, method, 0).wait(timeout=300) == 0
-    run_dir = config.run_dir(runs["killed"], "synthav", method, 0)
+    run_dir = paths.run_dir(runs["killed"], "synthav", method, 0)
     proc = cli_train(killed_file, method, 0)
     deadline = time.time() + 300
-    checkpoint = config.checkpoint_path(runs["killed"], "synthav", method, 0)
+    checkpoint = paths.checkpoint_path(runs["killed"], "synthav", method, 0)
     while not checkpoint.exists():
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
@@ -162,7 +162,7 @@ def cli_killed_and_resumed(params: dict, tmp_path: Path, method: str) -> tuple[P
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "resumed from" in (run_dir / "train.log").read_text()
-    reference_dir = config.run_dir(runs["reference"], "synthav", method, 0)
+    reference_dir = paths.run_dir(runs["reference"], "synthav", method, 0)
     assert (run_dir / "metrics.json").read_bytes() == (reference_dir / "metrics.json").read_bytes()
     assert history(run_dir) == history(reference_dir)
     a, b = np.load(run_dir / "predictions.npz"), np.load(reference_dir / "predictions.npz")

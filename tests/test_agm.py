@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from mmbalance.config import typed_options
 from mmbalance.engine.seeding import configure_determinism
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods.agm import (
     AGM,
     clip_if_head_gradient_exceeds,
@@ -19,7 +20,6 @@ from mmbalance.methods.agm import (
     modulation_coefficients,
     unimodal_score,
 )
-from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD, build_encoder
 from mmbalance.models.shapley import masked_input, shapley_outputs
 from tests.conftest import make_batch

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.analysis import _runs as runs
 from mmbalance.cli import main
 from mmbalance.engine.metrics import modality_gap
@@ -57,8 +57,8 @@ def rows(path: Path) -> list[dict[str, str]]:
 def test_engine_logs_the_gap_of_the_evaluated_test_features(trained: Path) -> None:
     params = config.load_params(trained)
     store = runs.feature_store(params, "synthav")
-    run = config.run_dir(params, "synthav", "concat", 0)
-    _, model, state = runs.load_model(config.checkpoint_dir(params, "synthav", "concat", 0), "last", store)
+    run = paths.run_dir(params, "synthav", "concat", 0)
+    _, model, state = runs.load_model(paths.checkpoint_dir(params, "synthav", "concat", 0), "last", store)
     features = runs.encode_split(model, runs.batches(store, state, "test"))
     history = rows(run / "history.csv")
     assert float(history[-1]["test_gap_audio_video"]) == pytest.approx(
@@ -70,9 +70,9 @@ def test_engine_logs_the_gap_of_the_evaluated_test_features(trained: Path) -> No
 def test_selected_checkpoint_is_the_val_selected_model(trained: Path, method: str) -> None:
     params = config.load_params(trained)
     store = runs.feature_store(params, "synthav")
-    run = config.run_dir(params, "synthav", method, 0)
+    run = paths.run_dir(params, "synthav", method, 0)
     metrics = json.loads((run / "metrics.json").read_text())
-    m, model, state = runs.load_model(config.checkpoint_dir(params, "synthav", method, 0), "selected", store)
+    m, model, state = runs.load_model(paths.checkpoint_dir(params, "synthav", method, 0), "selected", store)
     assert state["epoch"] == metrics["protocols"]["val_selected"]["epochs"]["fused"]
     data = runs.batches(store, state, "test")
     features = runs.encode_split(model, data)
@@ -86,7 +86,7 @@ def test_selected_checkpoint_is_the_val_selected_model(trained: Path, method: st
 def test_only_the_gradcam_methods_keep_their_epochs(trained: Path) -> None:
     params = config.load_params(trained)
     for method in METHODS:
-        kept = sorted(p.name for p in config.checkpoint_dir(params, "synthav", method, 0).iterdir())
+        kept = sorted(p.name for p in paths.checkpoint_dir(params, "synthav", method, 0).iterdir())
         if method in params["analysis"]["gradcam"]["methods"]:
             assert kept == ["epoch0.pt", "epoch2.pt", "last.pt", "selected.pt"]  # [0, 6, -1] of 3 epochs
         else:
@@ -104,7 +104,7 @@ def test_every_analysis_writes_its_outputs(trained: Path) -> None:
     assert (out / "synthav_loss_landscape.pdf").read_bytes().startswith(b"%PDF")
 
     metrics = {
-        (m, s): json.loads((config.run_dir(params, "synthav", m, s) / "metrics.json").read_text())
+        (m, s): json.loads((paths.run_dir(params, "synthav", m, s) / "metrics.json").read_text())
         for m in METHODS
         for s in SEEDS
     }
@@ -130,7 +130,7 @@ def test_every_analysis_writes_its_outputs(trained: Path) -> None:
     for row in rows(out / "synthav_representation_gap.csv"):
         values = [
             float(
-                rows(config.run_dir(params, "synthav", row["method"], s) / "history.csv")[int(row["epoch"])][
+                rows(paths.run_dir(params, "synthav", row["method"], s) / "history.csv")[int(row["epoch"])][
                     "test_gap_audio_video"
                 ]
             )

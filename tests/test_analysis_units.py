@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.analysis import gradcam as cam_module
 from mmbalance.analysis import landscape
 from mmbalance.analysis.missing_modality import missing_mask, predict_missing
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.metrics import modality_gap, modality_gaps
+from mmbalance.engine.types import ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import ModelSpec
 from mmbalance.models.shapley import masked_input
 from mmbalance.registry import METHODS
 from tests.conftest import NUM_CLASSES, make_batch, tiny_params
@@ -83,14 +83,14 @@ def test_only_the_gradcam_methods_keep_epochs_and_change_run_id(tmp_path) -> Non
     params = tiny_params(tmp_path)
     epochs = params["train"]["embedded"]["synthav"]["epochs"]
     for method in params["analysis"]["gradcam"]["methods"]:
-        kept = config.resolve_run(params, "synthav", method, 0)["train"]["keep_epochs"]
+        kept = paths.resolve_run(params, "synthav", method, 0)["train"]["keep_epochs"]
         assert kept == config.epochs_within(params["analysis"]["gradcam"]["epochs"], epochs)
-    assert "keep_epochs" not in config.resolve_run(params, "synthav", "sum", 0)["train"]
-    before = config.resolve_run(params, "synthav", "concat", 0)["run_id"]
+    assert "keep_epochs" not in paths.resolve_run(params, "synthav", "sum", 0)["train"]
+    before = paths.resolve_run(params, "synthav", "concat", 0)["run_id"]
     params["analysis"]["gradcam"]["epochs"] = [0]
-    assert config.resolve_run(params, "synthav", "concat", 0)["run_id"] != before
+    assert paths.resolve_run(params, "synthav", "concat", 0)["run_id"] != before
     params["train"]["embedded"]["synthav"]["keep_epochs"] = [1]
-    assert config.resolve_run(params, "synthav", "sum", 0)["train"]["keep_epochs"] == [1]
+    assert paths.resolve_run(params, "synthav", "sum", 0)["train"]["keep_epochs"] == [1]
 
 
 @pytest.mark.parametrize(

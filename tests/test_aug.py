@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.errors import ConfigError
 from mmbalance.methods.aug import AUG, assign_classifier, boosting_loss, residual_labels
-from mmbalance.methods.base import Context, ModelSpec
 from tests.conftest import make_batch
 from tests.resume_check import train_killed_and_resumed
 

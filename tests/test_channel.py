@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from mmbalance.config import typed_options
+from mmbalance.engine.types import ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import ModelSpec
 from mmbalance.methods.channel import Channel
 from mmbalance.models.mmtm import MMTMModel
 from mmbalance.models.model import build_model

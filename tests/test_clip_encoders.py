@@ -13,7 +13,7 @@ import torch
 
 from mmbalance.data import clip_bpe
 from mmbalance.errors import ConfigError
-from mmbalance.models.encoders import clip_towers
+from mmbalance.models.encoders import _clip_towers as clip_towers
 from mmbalance.models.encoders.adapters import build_encoder
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.errors import ConfigError
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -119,26 +119,26 @@ def test_set_overrides_are_validated() -> None:
 
 
 def test_run_id_changes_only_for_the_changed_method(params: dict) -> None:
-    before = {m: config.run_dir(params, "synthav", m, 0) for m in config.experiment_methods(params)}
+    before = {m: paths.run_dir(params, "synthav", m, 0) for m in config.experiment_methods(params)}
     params["methods"]["ogm_ge"]["alpha"] = 0.3
-    after = {m: config.run_dir(params, "synthav", m, 0) for m in config.experiment_methods(params)}
+    after = {m: paths.run_dir(params, "synthav", m, 0) for m in config.experiment_methods(params)}
     assert [m for m in before if before[m] != after[m]] == ["ogm_ge"]
 
 
 def test_run_id_follows_training_and_data_settings_but_not_the_seed(params: dict) -> None:
-    base = config.resolve_run(params, "synthav", "concat", 0)["run_id"]
-    assert config.resolve_run(params, "synthav", "concat", 1)["run_id"] == base
+    base = paths.resolve_run(params, "synthav", "concat", 0)["run_id"]
+    assert paths.resolve_run(params, "synthav", "concat", 1)["run_id"] == base
     params["train"]["embedded"]["synthav"]["optimizer"]["lr"] = 0.5
-    assert config.resolve_run(params, "synthav", "concat", 0)["run_id"] != base
+    assert paths.resolve_run(params, "synthav", "concat", 0)["run_id"] != base
     params2 = config.load_params(PARAMS, ["data.synthav.video.noise=1.0"])
-    assert config.resolve_run(params2, "synthav", "concat", 0)["run_id"] != base
-    assert config.feature_dir(params2, "synthav") != config.feature_dir(config.load_params(PARAMS), "synthav")
+    assert paths.resolve_run(params2, "synthav", "concat", 0)["run_id"] != base
+    assert paths.feature_dir(params2, "synthav") != paths.feature_dir(config.load_params(PARAMS), "synthav")
 
 
 def test_run_dir_layout(params: dict) -> None:
-    path = config.run_dir(params, "synthav", "concat", 2)
+    path = paths.run_dir(params, "synthav", "concat", 2)
     assert path.parts[0] == "results" and path.parts[1:3] == ("synthav", "concat")
-    assert len(path.parts[3]) == config.HASH_LENGTH and path.parts[4] == "seed2"
+    assert len(path.parts[3]) == paths.HASH_LENGTH and path.parts[4] == "seed2"
 
 
 def test_variants_resolve_to_their_method_with_options(params: dict) -> None:
@@ -147,13 +147,13 @@ def test_variants_resolve_to_their_method_with_options(params: dict) -> None:
     params["experiment"].update(methods=["ogm_ge", "ogm_plain"], sweeps=[])
     params["sweeps"] = {}
     config.validate(params)
-    base = config.resolve_run(params, "synthav", "ogm_ge", 0)
-    variant = config.resolve_run(params, "synthav", "ogm_plain", 0)
+    base = paths.resolve_run(params, "synthav", "ogm_ge", 0)
+    variant = paths.resolve_run(params, "synthav", "ogm_plain", 0)
     assert variant["method_class"] == "ogm_ge" and variant["method"] == "ogm_plain"
     assert variant["method_options"] == {**base["method_options"], "modulation": "OGM"}
     assert variant["method_options"]["alpha"] == 0.5
     assert variant["run_id"] != base["run_id"]
-    assert config.run_dir(params, "synthav", "ogm_plain", 0).parts[-3] == "ogm_plain"
+    assert paths.run_dir(params, "synthav", "ogm_plain", 0).parts[-3] == "ogm_plain"
 
 
 @pytest.mark.parametrize(
@@ -179,9 +179,9 @@ def test_per_dataset_method_settings_apply_to_their_dataset_and_profile_only(par
     assert config.method_options(params, "ogm_ge", dataset="synthav")["alpha"] == 0.1
     assert config.method_options(params, "ogm_ge", dataset="synthav")["end_epoch"] == 20
     assert config.method_options(params, "ogm_ge")["alpha"] == 0.5
-    before = config.resolve_run(params, "synthav", "concat", 0)["run_id"]
+    before = paths.resolve_run(params, "synthav", "concat", 0)["run_id"]
     params["train"]["embedded"]["synthav"]["methods"]["ogm_ge"]["alpha"] = 0.2
-    assert config.resolve_run(params, "synthav", "concat", 0)["run_id"] == before  # only ogm_ge's runs move
+    assert paths.resolve_run(params, "synthav", "concat", 0)["run_id"] == before  # only ogm_ge's runs move
     assert "methods" not in config.train_config(params, "synthav")
     params["train"]["paper"]["synthav"]["methods"] = {"ogm_ge": {"alpah": 0.3}}
     message = "unknown key 'train.paper.synthav.methods.ogm_ge.alpah'"

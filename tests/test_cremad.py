@@ -17,24 +17,16 @@ import pytest
 import soundfile as sf
 import yaml
 
-from mmbalance.config import (
-    apply_overrides,
-    data_config,
-    feature_config,
-    feature_dir,
-    raw_dir,
-    resolve_run,
-    run_dir,
-    validate,
-)
+from mmbalance.config import apply_overrides, data_config, feature_config, validate
 from mmbalance.data.datasets import cremad
-from mmbalance.data.datasets.base import sha256_file
+from mmbalance.data.datasets._base import sha256_file
 from mmbalance.data.download import md5_file
 from mmbalance.data.extract import extract, feature_shape
 from mmbalance.data.generate import generate
 from mmbalance.data.store import open_store
 from mmbalance.engine.loop import train
 from mmbalance.errors import ConfigError, DataError
+from mmbalance.paths import feature_dir, raw_dir, resolve_run, run_dir
 from mmbalance.registry import DATASETS
 from tests.conftest import REPO
 
@@ -91,17 +83,20 @@ def write_split(path: Path, clips: list[str], bom: bool) -> None:
     path.write_bytes((codecs.BOM_UTF8 if bom else b"") + text.encode())
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def make_repo(root: Path) -> Path:
     """A CREMA-D repository in its real layout (AudioWAV/, VideoFlash/) with the fixture clips."""
-    root = tmp_path_factory.mktemp("CREMA-D")
-    (root / "AudioWAV").mkdir()
+    (root / "AudioWAV").mkdir(parents=True)
     (root / "VideoFlash").mkdir()
     for seed, clip in enumerate(FIXTURE_SPLITS["train"] + FIXTURE_SPLITS["test"]):
         label = cremad.LABELS.index(clip.split("_")[2])
         write_wav(root / cremad.media_path(clip, "audio"), label, seed)
         write_flv(root / cremad.media_path(clip, "video"), label)
     return root
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_repo(tmp_path_factory.mktemp("CREMA-D"))
 
 
 def make_reference(folder: Path, repo: Path) -> cremad.Reference:

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from mmbalance.config import typed_options
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods.domfn import DOMFN, consistent, divergence
-from mmbalance.models.fusions.base import FusionOutput
+from mmbalance.models.fusions._base import FusionOutput
 from mmbalance.models.model import ModelOutput
 from tests.conftest import make_batch
 

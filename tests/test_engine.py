@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.engine.loop import train
 from mmbalance.engine.metrics import classification_metrics
 from mmbalance.errors import MMBalanceError
@@ -26,8 +26,8 @@ from tests.resume_check import CLI, cli_killed_and_resumed, cli_train
 
 def run_train(params_path: Path, method: str, seed: int, out: Path) -> dict:
     params = config.load_params(params_path)
-    resolved = config.resolve_run(params, "synthav", method, seed)
-    return train(resolved, config.feature_dir(params, "synthav"), out, device="cpu", progress=False)
+    resolved = paths.resolve_run(params, "synthav", method, seed)
+    return train(resolved, paths.feature_dir(params, "synthav"), out, device="cpu", progress=False)
 
 
 def history_without_timing(path: Path) -> list[dict]:
@@ -112,8 +112,8 @@ def test_seeds_of_one_command_train_as_they_would_alone(
     assert out.count("val-selected test acc") == 2
     for seed in (0, 1):
         assert cli_train(write_params(tmp_path / "alone.yaml", alone), method, seed).wait(timeout=300) == 0
-        a = config.run_dir(together, "synthav", method, seed)
-        b = config.run_dir(alone, "synthav", method, seed)
+        a = paths.run_dir(together, "synthav", method, seed)
+        b = paths.run_dir(alone, "synthav", method, seed)
         assert (a / "metrics.json").read_bytes() == (b / "metrics.json").read_bytes()
         assert history_without_timing(a / "history.csv") == history_without_timing(b / "history.csv")
         assert (a / "predictions.npz").read_bytes() == (b / "predictions.npz").read_bytes()
@@ -146,7 +146,7 @@ def test_a_killed_command_takes_its_seed_child_with_it(tiny_workspace: Path, tmp
         ],
     )
     proc = cli_train(write_params(tmp_path / "params.yaml", params), "concat", 0, 1)
-    checkpoint = config.checkpoint_path(params, "synthav", "concat", 0)
+    checkpoint = paths.checkpoint_path(params, "synthav", "concat", 0)
     deadline = time.time() + 300
     while not checkpoint.exists():
         assert proc.poll() is None, proc.communicate()

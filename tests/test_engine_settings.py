@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.engine.acceleration import is_planar, prepare_model
 from mmbalance.engine.loop import train
 from mmbalance.engine.seeding import configure_determinism
@@ -32,7 +32,7 @@ def params() -> dict:
 
 
 def resolved(params: dict, *overrides: str) -> dict:
-    return config.resolve_run(config.apply_overrides(params, list(overrides)), "synthav", "concat", 0)
+    return paths.resolve_run(config.apply_overrides(params, list(overrides)), "synthav", "concat", 0)
 
 
 def test_settings_at_their_defaults_leave_the_run_id_and_config_alone(params: dict) -> None:
@@ -154,8 +154,8 @@ def run(workspace: Path, out: Path, *overrides: str, method: str = "concat") -> 
     torch.set_num_threads(1)
     params = config.apply_overrides(config.load_params(workspace), list(overrides))
     config.validate(params)
-    resolved_run = config.resolve_run(params, "synthav", method, 0)
-    return train(resolved_run, config.feature_dir(params, "synthav"), out, device="cpu", progress=False)
+    resolved_run = paths.resolve_run(params, "synthav", method, 0)
+    return train(resolved_run, paths.feature_dir(params, "synthav"), out, device="cpu", progress=False)
 
 
 def test_augmentation_changes_training_and_prefetch_changes_nothing(
@@ -167,7 +167,7 @@ def test_augmentation_changes_training_and_prefetch_changes_nothing(
     assert (
         augmented["run_id"]
         != plain["run_id"]
-        == config.resolve_run(config.load_params(tiny_workspace), "synthav", "concat", 0)["run_id"]
+        == paths.resolve_run(config.load_params(tiny_workspace), "synthav", "concat", 0)["run_id"]
     )
     assert history(tmp_path / "augmented") != history(tmp_path / "plain")
     assert history(tmp_path / "ahead") == history(tmp_path / "augmented")

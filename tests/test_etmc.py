@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.distributions import Dirichlet, kl_divergence
 
 from mmbalance.config import typed_options
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods.etmc import (
     ETMC,
     annealing_coefficient,

@@ -12,10 +12,11 @@ import soundfile as sf
 import yaml
 from scipy.signal import get_window
 
-from mmbalance.config import apply_overrides, resolve_run, validate
+from mmbalance.config import apply_overrides, validate
 from mmbalance.data.audio import read_wav
 from mmbalance.data.extract import feature_shape
 from mmbalance.errors import ConfigError, DataError
+from mmbalance.paths import resolve_run
 from mmbalance.registry import FRONTENDS
 from tests.conftest import REPO
 

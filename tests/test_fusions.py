@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmbalance.errors import ConfigError
-from mmbalance.models.fusions.base import ProbedFusion
+from mmbalance.models.fusions._base import ProbedFusion
 from mmbalance.registry import FUSIONS
 
 DIMS = {"audio": 8, "video": 6}

@@ -13,8 +13,8 @@ from mmbalance.config import typed_options
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.copies import train_copy
 from mmbalance.engine.seeding import configure_determinism
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods import gblend
-from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.methods.gblend import GBlend, OGRLosses, blend_weights, mean_loss
 from mmbalance.registry import FUSIONS
 from tests.conftest import make_batch

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods.greedy import Greedy, bdr_difference
 from tests.conftest import NUM_CLASSES, make_batch
 from tests.resume_check import train_killed_and_resumed

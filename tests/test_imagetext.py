@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mmbalance.data.imagetext import ImageTextDataset, Sample, SplitFiles
+from mmbalance.data.datasets._imagetext import ImageTextDataset, Sample, SplitFiles
 from mmbalance.errors import DataError
 
 NAMES = {"train": "a.txt", "val": "b.txt", "test": "c.txt"}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.data import clip_bpe
 from mmbalance.data.datasets import sarcasm
 from mmbalance.data.extract import extract
@@ -71,23 +71,23 @@ def test_repository_presets_share_raw_data_and_differ_in_encoders(profile: str) 
     params = config.load_params(REPO / "params.yaml", overrides)
     for name, source in PAIRS.items():
         assert config.data_config(params, name) == config.data_config(params, source)
-        assert config.data_id(params, name) == config.data_id(params, source)
-        assert config.raw_dir(params, name) == config.raw_dir(params, source)
-        assert config.raw_dir(params, name).parts[-3:-1] == ("raw", source)
-        assert config.feature_id(params, name) != config.feature_id(params, source)
-        assert config.feature_dir(params, name).parts[-2] == name
+        assert paths.data_id(params, name) == paths.data_id(params, source)
+        assert paths.raw_dir(params, name) == paths.raw_dir(params, source)
+        assert paths.raw_dir(params, name).parts[-3:-1] == ("raw", source)
+        assert paths.feature_id(params, name) != paths.feature_id(params, source)
+        assert paths.feature_dir(params, name).parts[-2] == name
         features = config.feature_config(params, name)
         assert features["text"] == {"max_length": 77, "tokenizer": "clip_bpe"}
-        resolved = config.resolve_run(params, name, "mie", 0)
+        resolved = paths.resolve_run(params, name, "mie", 0)
         encoders = resolved["train"]["encoders"]
         if profile == "paper":
             assert features["image"] == {"size": 224, "resize": "stretch"}
             assert (encoders["image"]["name"], encoders["text"]["name"]) == ("clip_vit_b32", "clip_b32")
             assert resolved["train"]["optimizer"] == {"name": "adam", "lr": 1.0e-4}
-            stages = config.resolve_run(params, source, "mie", 0)["method_options"]["stage_epochs"]
+            stages = paths.resolve_run(params, source, "mie", 0)["method_options"]["stage_epochs"]
             assert resolved["method_options"]["stage_epochs"] == stages  # the dataset's MIE stages
-            aug = config.resolve_run(params, name, "aug", 0)["method_options"]["t_n"]
-            assert aug == config.resolve_run(params, source, "aug", 0)["method_options"]["t_n"]
+            aug = paths.resolve_run(params, name, "aug", 0)["method_options"]["t_n"]
+            assert aug == paths.resolve_run(params, source, "aug", 0)["method_options"]["t_n"]
         else:
             assert encoders == {"image": {"name": "clip_tiny"}, "text": {"name": "clip_tiny"}}
     assert "sarcasm_clip" not in params["data"] and "twitter2015_clip" not in params["data"]
@@ -126,11 +126,11 @@ def test_prepare_extract_and_one_epoch_as_sarcasm_clip(pinned: tuple[str, Path],
     torch.set_num_threads(1)
     url, downloads = pinned
     params = clip_params(tmp_path, data_cfg(url, downloads))
-    raw = config.raw_dir(params, "sarcasm_clip")
-    assert raw == config.raw_dir(params, "sarcasm")  # sarcasm's raw folder
+    raw = paths.raw_dir(params, "sarcasm_clip")
+    assert raw == paths.raw_dir(params, "sarcasm")  # sarcasm's raw folder
     manifest = generate("sarcasm_clip", config.data_config(params, "sarcasm_clip"), raw, progress=False)
     assert json.loads(manifest.read_text())["dataset"] == "sarcasm"  # exactly what generating sarcasm writes
-    store = config.feature_dir(params, "sarcasm_clip")
+    store = paths.feature_dir(params, "sarcasm_clip")
     extract("sarcasm_clip", raw, config.feature_config(params, "sarcasm_clip"), store, progress=False)
     image = np.load(store / "train" / "image.npy")
     text = np.load(store / "train" / "text.npy")
@@ -140,7 +140,7 @@ def test_prepare_extract_and_one_epoch_as_sarcasm_clip(pinned: tuple[str, Path],
         (text[:, 0] == clip_bpe.EOT_ID).sum(axis=1) == 1
     ).all()
     assert json.loads((store / "manifest.json").read_text())["dataset"] == "sarcasm_clip"
-    resolved = config.resolve_run(params, "sarcasm_clip", "concat", 0)
+    resolved = paths.resolve_run(params, "sarcasm_clip", "concat", 0)
     metrics = train(resolved, store, tmp_path / "run", device="cpu", progress=False)
     assert metrics["heads"] == ["fused", "image", "text"]
     assert 0.0 <= metrics["protocols"]["last"]["test"]["fused"]["acc"] <= 1.0

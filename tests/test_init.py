@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.engine.loop import Trainer
-from mmbalance.methods.base import ModelSpec
+from mmbalance.engine.types import ModelSpec
 from mmbalance.models.init import INITS, initialise_heads
 from mmbalance.registry import METHODS
 
@@ -53,9 +53,9 @@ def test_the_loop_applies_the_resolved_initialisation(
     tiny_workspace: Path, tmp_path: Path, init: str
 ) -> None:
     params = config.load_params(tiny_workspace, [f"train.embedded.synthav.init={init}"])
-    resolved = config.resolve_run(params, "synthav", "concat", 0)
+    resolved = paths.resolve_run(params, "synthav", "concat", 0)
     assert resolved["train"]["init"] == init
-    trainer = Trainer(resolved, config.feature_dir(params, "synthav"), tmp_path, device="cpu")
+    trainer = Trainer(resolved, paths.feature_dir(params, "synthav"), tmp_path, device="cpu")
     assert trainer.method.spec.init == init
     (head,) = linear_layers(trainer.model.fusion)
     assert (torch.count_nonzero(head.bias) == 0) == (init == "xavier_heads")

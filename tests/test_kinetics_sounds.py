@@ -15,16 +15,17 @@ import pytest
 import torch
 import yaml
 
-from mmbalance.config import resolve_run, typed_options, validate
+from mmbalance.config import typed_options, validate
 from mmbalance.data.datasets import kinetics_sounds as ks
 from mmbalance.data.extract import extract
 from mmbalance.data.store import open_store
 from mmbalance.data.video import read_frames
-from mmbalance.data.youtube import carve_validation
+from mmbalance.data.youtube.clips import carve_validation
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.optim import build_optimizer
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.errors import DataError
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.paths import resolve_run
 from mmbalance.registry import DATASETS, FRONTENDS, METHODS
 from tests.clip_fixtures import fake_tools, write_clip
 from tests.conftest import REPO

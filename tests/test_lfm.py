@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import save_checkpoint
 from mmbalance.engine.loop import CHECKPOINT, Trainer
 from mmbalance.engine.optim import build_optimizer
-from mmbalance.methods import lfm_schedules as schedules
-from mmbalance.methods.base import Context, ModelSpec
-from mmbalance.methods.hypergrad import STOP_REASONS, conjugate_gradient, hypergradient
+from mmbalance.engine.types import Context, ModelSpec
+from mmbalance.methods import _lfm_schedules as schedules
+from mmbalance.methods._hypergrad import STOP_REASONS, conjugate_gradient, hypergradient
+from mmbalance.methods._lfm_losses import info_nce, js_code, pairwise_mean
 from mmbalance.methods.lfm import code_hvp_mean
-from mmbalance.methods.lfm_losses import info_nce, js_code, pairwise_mean
 from mmbalance.registry import METHODS
 from tests.conftest import make_batch
 
@@ -445,8 +445,8 @@ def test_alpha_in_history_and_kept_by_resume(tiny_workspace: Path, tmp_path: Pat
     torch.set_num_threads(1)
     params = config.load_params(tiny_workspace)
     params["train"]["embedded"]["synthav"]["methods"]["lfm_lb"] = {"alpha_lr": 0.5, "alpha_init": 0.5}
-    resolved = config.resolve_run(params, "synthav", "lfm_lb", 0)
-    features = config.feature_dir(params, "synthav")
+    resolved = paths.resolve_run(params, "synthav", "lfm_lb", 0)
+    features = paths.feature_dir(params, "synthav")
     Trainer(resolved, features, tmp_path / "full", device="cpu").fit(progress=False)
     full = history(tmp_path / "full" / "history.csv")
     alphas = [float(row["alpha"]) for row in full]

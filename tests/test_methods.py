@@ -14,7 +14,7 @@ import torch
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.registry import METHODS
 from tests.conftest import make_batch
 

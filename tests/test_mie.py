@@ -12,17 +12,17 @@ from torch import nn
 
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
-from mmbalance.methods.base import Context, ModelSpec
-from mmbalance.methods.gradient_modification import (
+from mmbalance.engine.types import Context, ModelSpec
+from mmbalance.methods._gradient_modification import (
     cumulative_input_covariance,
     linear_layers,
     modification_matrix,
     modify_gradients,
     scope_layers,
 )
+from mmbalance.methods._sam import code_sam_loss, faithful_sam_gradients
 from mmbalance.methods.mie import MIE, Stage, stage_at
-from mmbalance.methods.sam import code_sam_loss, faithful_sam_gradients
-from mmbalance.models.fusions.base import FusionOutput
+from mmbalance.models.fusions._base import FusionOutput
 from mmbalance.models.fusions.mlp_heads import mlp_head
 from mmbalance.models.model import ModelOutput
 from tests.conftest import make_batch

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from mmbalance import config
-from mmbalance.data.datasets.base import clip_availability
+from mmbalance import config, paths
+from mmbalance.data.datasets._base import clip_availability
 from mmbalance.data.extract import extract
 from mmbalance.engine.loop import train
 from mmbalance.errors import DataError, MMBalanceError
+from mmbalance.pipeline import dataset_facts
 from mmbalance.report.aggregate import CLIPS, aggregate, read_summary
 from mmbalance.report.discrepancies import Pair, build_discrepancy_table
 from mmbalance.report.headline import headline_metrics
@@ -77,7 +78,7 @@ def test_unusable_counts_name_the_manifest(extra: dict) -> None:
 def test_extract_and_train_copy_the_counts(tiny_workspace: Path, tmp_path: Path) -> None:
     params = config.load_params(tiny_workspace)
     raw = tmp_path / "raw"
-    shutil.copytree(config.raw_dir(params, "synthav"), raw)
+    shutil.copytree(paths.raw_dir(params, "synthav"), raw)
     manifest = json.loads((raw / "manifest.json").read_text())
     found = manifest["counts"]
     gaps = {"train": 5, "val": 0, "test": 2}
@@ -88,7 +89,7 @@ def test_extract_and_train_copy_the_counts(tiny_workspace: Path, tmp_path: Path)
     expected = {s: {"listed": found[s] + gaps[s], "found": found[s], "missing": gaps[s]} for s in found}
     assert json.loads((store / "manifest.json").read_text())["clips"] == expected
 
-    resolved = config.resolve_run(params, "synthav", "concat", 0)
+    resolved = paths.resolve_run(params, "synthav", "concat", 0)
     resolved["train"]["epochs"] = 1
     train(resolved, store, tmp_path / "run", device="cpu", progress=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -98,7 +99,9 @@ def test_extract_and_train_copy_the_counts(tiny_workspace: Path, tmp_path: Path)
     aggregate([tmp_path / "run" / "metrics.json"], summary)
     counts = {(r["split"], r["metric"]): r["mean"] for r in read_summary(summary) if r["protocol"] == CLIPS}
     assert counts[("train", "missing")] == 5 and counts[("test", "listed")] == found["test"] + 2
-    md = write_main_table(summary, tmp_path, "synthav", ["concat"], ["audio", "video"])[0].read_text()
+    md = write_main_table(
+        summary, tmp_path, "synthav", ["concat"], ["audio", "video"], facts=dataset_facts("synthav")
+    )[0].read_text()
     assert (
         f"- synthav: 5 of {found['train'] + 5} train and 2 of {found['test'] + 2} test clips were "
         "unavailable (missing at the source); numbers are on the remaining clips." in md
@@ -110,7 +113,7 @@ def test_counts_that_disagree_with_the_split_files_stop_extraction(
 ) -> None:
     params = config.load_params(tiny_workspace)
     raw = tmp_path / "raw"
-    shutil.copytree(config.raw_dir(params, "synthav"), raw)
+    shutil.copytree(paths.raw_dir(params, "synthav"), raw)
     manifest = json.loads((raw / "manifest.json").read_text())
     manifest["missing"] = dict.fromkeys(manifest["counts"], 0)
     manifest["counts"]["val"] += 1
@@ -128,7 +131,7 @@ def test_counts_that_disagree_with_the_split_files_stop_extraction(
 
 def test_synthav_stores_and_runs_carry_no_counts(tiny_workspace: Path) -> None:
     params = config.load_params(tiny_workspace)
-    store = json.loads((config.feature_dir(params, "synthav") / "manifest.json").read_text())
+    store = json.loads((paths.feature_dir(params, "synthav") / "manifest.json").read_text())
     assert "clips" not in store
 
 
@@ -167,7 +170,7 @@ def fixture_results(tmp_path: Path, ks_clips: dict | None) -> Results:
         histories[dataset] = {}
         for method, run in runs:
             histories[dataset].setdefault(method, []).append(run / "history.csv")
-    return Results(summaries, histories)
+    return Results(summaries, histories, facts={d: dataset_facts(d) for d in summaries})
 
 
 def test_every_table_with_the_dataset_gets_the_footnote(tmp_path: Path) -> None:
@@ -193,7 +196,12 @@ def test_every_table_with_the_dataset_gets_the_footnote(tmp_path: Path) -> None:
 
     summary = tmp_path / "kinetics_sounds_summary.csv"
     md, csv_file, tex = write_main_table(
-        summary, tmp_path / "out", "kinetics_sounds", ["lfm_lb"], ["audio", "video"]
+        summary,
+        tmp_path / "out",
+        "kinetics_sounds",
+        ["lfm_lb"],
+        ["audio", "video"],
+        facts=dataset_facts("kinetics_sounds"),
     )
     assert md.read_text().rstrip("\n").endswith(f"- {KS_NOTE}")
     assert "201 of 2,597 test" in tex.read_text() and "unavailable" not in csv_file.read_text()

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from mmbalance.config import typed_options
-from mmbalance.methods.base import ModelSpec
+from mmbalance.engine.types import ModelSpec
 from mmbalance.methods.ml_lstm import MLLSTM
-from mmbalance.models.fusions.base import ProbedFusion
+from mmbalance.models.fusions._base import ProbedFusion
 from mmbalance.registry import FUSIONS
 from tests.conftest import NUM_CLASSES, make_batch
 

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from mmbalance.config import typed_options
 from mmbalance.engine import loop
 from mmbalance.engine.optim import build_optimizer
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, ModelSpec
 from mmbalance.methods.mla import MLA, entropy_weights, modify_gradient, owm_alpha, owm_update
-from mmbalance.models.fusions.base import FusionOutput
+from mmbalance.models.fusions._base import FusionOutput
 from mmbalance.models.model import ModelOutput
 from tests.conftest import make_batch
 from tests.resume_check import train_killed_and_resumed

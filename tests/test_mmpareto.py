@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
-from mmbalance.methods.base import Batch, Context, ModelSpec
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.methods.mmpareto import MMPareto, min_norm_weights, pareto_gradient, pareto_weights
 from tests.conftest import make_batch
 

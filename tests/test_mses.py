@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmbalance.config import typed_options
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods.mses import MSES, smoothed_loss
 from tests.conftest import make_batch
 from tests.resume_check import train_killed_and_resumed

@@ -9,8 +9,8 @@ import torch
 
 from mmbalance.config import typed_options
 from mmbalance.engine.seeding import configure_determinism
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.methods.mslr import MSLR, dynamic_coefficients
 from mmbalance.registry import METHODS
 from tests.conftest import make_batch

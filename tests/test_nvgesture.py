@@ -16,7 +16,7 @@ import pytest
 
 from mmbalance.cli import main
 from mmbalance.data.datasets import nvgesture
-from mmbalance.data.datasets.base import read_split_rows
+from mmbalance.data.datasets._base import read_split_rows
 from mmbalance.data.download import md5_file
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import DATASETS

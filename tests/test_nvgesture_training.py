@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.data.datasets import nvgesture
 from mmbalance.data.extract import extract
 from mmbalance.data.generate import generate
@@ -63,9 +63,9 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nvgesture.NVGesture, "expected_lines", EXPECTED)
         params = nvgesture_params(root, make_release(root / "release"))
-        raw = config.raw_dir(params, "nvgesture")
+        raw = paths.raw_dir(params, "nvgesture")
         generate("nvgesture", config.data_config(params, "nvgesture"), raw, progress=False)
-    store = config.feature_dir(params, "nvgesture")
+    store = paths.feature_dir(params, "nvgesture")
     extract("nvgesture", raw, config.feature_config(params, "nvgesture"), store, progress=False)
     return params, store
 
@@ -74,7 +74,7 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
 def test_one_training_epoch_on_three_modalities(extracted, method: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     params, store = extracted
-    resolved = config.resolve_run(params, "nvgesture", method, 0)
+    resolved = paths.resolve_run(params, "nvgesture", method, 0)
     metrics = train(resolved, store, tmp_path / "run", device="cpu", progress=False)
     assert {"rgb", "depth", "flow"} <= set(metrics["heads"])
     for head in metrics["heads"]:
@@ -92,5 +92,5 @@ def test_every_method_builds_from_the_repository_presets(profile: str) -> None:
     methods = [m for m in config.experiment_methods(params) if config.applies(params, m, "nvgesture")]
     assert "concat_resnet34" not in methods  # ResNet34 audio/video encoders: not for three clip modalities
     for method in methods:
-        resolved = config.resolve_run(params, "nvgesture", method, 0)
+        resolved = paths.resolve_run(params, "nvgesture", method, 0)
         build_method(resolved, dict(plugin.modalities), 25)

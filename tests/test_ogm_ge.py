@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods.ogm_ge import OGMGE, modulation_coefficients
 from tests.conftest import make_batch
 

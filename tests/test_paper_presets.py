@@ -36,9 +36,9 @@ from torch import nn
 from mmbalance.config import method_options
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, ModelSpec
-from mmbalance.models.encoders.clip_towers import EOT_ID, SOT_ID
+from mmbalance.models.encoders._clip_towers import EOT_ID, SOT_ID
 from mmbalance.registry import ADAPTERS, DATASETS, METHODS
 from tests.conftest import REPO
 

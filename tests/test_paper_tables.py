@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 
 from mmbalance import config as mmcfg
+from mmbalance import paths as mmpaths
+from mmbalance import pipeline
 from mmbalance.errors import ConfigError, DataError
 from mmbalance.registry import DATASETS, METHODS
 from mmbalance.report.aggregate import aggregate
@@ -25,7 +27,6 @@ from mmbalance.report.paper_tables import build_paper_table, paper_table_stems, 
 from mmbalance.report.protocol_table import build_protocol_table
 from mmbalance.report.published import read_published, shipped
 from mmbalance.report.results import Results
-from mmbalance.report.sensitivity import sweep_stems
 from mmbalance.report.studies import study_stems
 from mmbalance.report.tables import Table
 from tests.conftest import tiny_params, write_params
@@ -121,10 +122,16 @@ def test_ablations_set_holds_every_variant_and_what_they_are_compared_with() -> 
 
 def test_dataset_map_matches_the_registry() -> None:
     infos = dataset_infos()
-    assert infos["synthav"].stand_in and infos["synthav"].modality_order() == tuple(
+    registered = {name: DATASETS.get(name).modalities for name in infos if name in DATASETS}
+    assert infos["synthav"].stand_in and infos["synthav"].modality_order(registered["synthav"]) == tuple(
         DATASETS.get("synthav").modalities
     )
-    assert infos["nvgesture"].modality_order() == ("rgb", "flow", "depth")
+    assert infos["nvgesture"].modality_order(registered["nvgesture"]) == ("rgb", "flow", "depth")
+    # Every listed order names exactly the registered modalities.
+    for name in registered:
+        assert set(infos[name].modality_order(registered[name])) == set(registered[name])
+    with pytest.raises(ConfigError, match="differ from the registered"):
+        infos["nvgesture"].modality_order(["rgb", "depth"])
 
 
 LAYOUT = """
@@ -371,7 +378,7 @@ def test_tables_command_writes_the_declared_outputs_identically(tmp_path: Path) 
     params_file = write_params(tmp_path / "params.yaml", params)
     for method in ("unimodal", "lfm_lb", "mie"):
         for seed in params["experiment"]["seeds"]:
-            run = mmcfg.run_dir(params, "synthav", method, seed)
+            run = mmpaths.run_dir(params, "synthav", method, seed)
             source = write_run(tmp_path / "fixture", "synthav", method, seed)
             run.mkdir(parents=True)
             data = json.loads((source / "metrics.json").read_text()) | {"run_id": run.parent.name}
@@ -384,7 +391,7 @@ def test_tables_command_writes_the_declared_outputs_identically(tmp_path: Path) 
         assert main(["tables", "--params", str(params_file), "--out-dir", str(tmp_path / out)]) == 0
         outputs.append({p.name: p.read_bytes() for p in (tmp_path / out).iterdir()})
     assert outputs[0] == outputs[1]
-    sweeps = sweep_stems(params, "synthav")
+    sweeps = [f"synthav_sweep_{name}" for name in params["experiment"]["sweeps"]]
     assert len(sweeps) == len(params["experiment"]["sweeps"]) > 0  # the sweeps of params.yaml, none run
     figure_stems = ["modality_curves", "modality_gap", "singular_values", "alpha", "training_cost"]
     figures = {f"{s}.{f}" for s in [*(f"synthav_{s}" for s in figure_stems), *sweeps]
@@ -393,6 +400,9 @@ def test_tables_command_writes_the_declared_outputs_identically(tmp_path: Path) 
               "synthav_significance", "synthav_training_cost", *study_stems(), *sweeps]
               for x in ("md", "csv", "tex")}  # fmt: skip
     assert set(outputs[0]) == figures | tables | {"metrics.json", "outputs.txt"}
+    # what the workflow declares (mmbalance.pipeline.report_outputs) is what the command writes
+    declared = [p for files in pipeline.report_outputs(params, tmp_path / "a").values() for p in files]
+    assert sorted(p.name for p in declared) == sorted(set(outputs[0]) - {"outputs.txt"})
     assert read_record(tmp_path / "a") == sorted(set(outputs[0]) - {"outputs.txt"})
 
     # A smaller matrix: LFM-LB's α figure goes, a file the command never wrote stays.

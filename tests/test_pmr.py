@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmbalance.config import typed_options
 from mmbalance.engine import loop
 from mmbalance.engine.batches import SplitBatches
-from mmbalance.methods.base import Context, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.methods.ogm_ge import modulation_coefficients
 from mmbalance.methods.pmr import PMR, prototype_logits
 from tests.conftest import make_batch

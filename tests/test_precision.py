@@ -14,7 +14,8 @@ from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.precision import Precision
 from mmbalance.engine.seeding import configure_determinism
-from mmbalance.methods.base import Batch, Context, Method, ModelSpec
+from mmbalance.engine.types import Batch, Context, ModelSpec
+from mmbalance.methods._base import Method
 from mmbalance.registry import METHODS
 from tests.conftest import make_batch
 

@@ -11,8 +11,8 @@ import torch
 
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, ModelSpec
 from mmbalance.methods.reconboost import ReconBoost, consolidation_loss, phase_at, reconcilement_loss
 from tests.conftest import make_batch
 from tests.resume_check import train_killed_and_resumed

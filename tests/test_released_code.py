@@ -16,7 +16,7 @@ import re
 import pytest
 import yaml
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.errors import ConfigError
 from mmbalance.registry import METHODS
 from tests.conftest import REPO
@@ -106,7 +106,7 @@ def test_released_code_runs_fix_the_codes_constants_on_every_dataset(profile: st
         constants, init = code_constants(run, dataset)
         assert {k: options[k] for k in constants} == constants, f"{run} on {profile}.{dataset}"
         protocol = params["train"][profile][dataset].get("init", "pytorch")
-        resolved = config.resolve_run(params, dataset, run, 0)
+        resolved = paths.resolve_run(params, dataset, run, 0)
         assert resolved["train"]["init"] == (init or protocol), f"{run} on {profile}.{dataset}"
         # a dataset's schedule and shape settings still apply, exactly as they do to the paper's method
         paper_run = config.method_options(params, base, dataset=dataset)
@@ -180,14 +180,14 @@ def test_bad_released_code_and_init_settings_are_named(edit, message: str) -> No
 def test_the_protocol_initialisation_is_one_for_every_method_but_the_codes_own() -> None:
     params = copy.deepcopy(PARAMS)
     runs = config.experiment_methods(params)
-    before = {run: config.resolve_run(params, "synthav", run, 0) for run in runs}
+    before = {run: paths.resolve_run(params, "synthav", run, 0) for run in runs}
     codes = {"lfm_code": "xavier_heads", "aug_code": "xavier_heads", "mie_code": "pytorch"}
     assert {run: r["train"]["init"] for run, r in before.items() if r["train"]["init"] != "pytorch"} == {
         run: init for run, init in codes.items() if init != "pytorch"
     }
     params["train"]["embedded"]["synthav"]["init"] = "xavier_heads"
     config.validate(params)
-    after = {run: config.resolve_run(params, "synthav", run, 0) for run in runs}
+    after = {run: paths.resolve_run(params, "synthav", run, 0) for run in runs}
     for run in runs:
         expected = codes.get(run, "xavier_heads")
         assert after[run]["train"]["init"] == expected, run

@@ -368,7 +368,7 @@ def test_many_history_lines_stay_distinguishable(tmp_path: Path) -> None:
 
 
 def test_curve_figures_follow_the_methods_declarations() -> None:
-    from mmbalance.report.curves import curve_figures
+    from mmbalance.pipeline import curve_figures
 
     figures = {f.stem: f for f in curve_figures({}, ["concat", "lfm_h", "lfm_lb", "aug"], ["audio", "video"])}
     assert set(figures) == {"alpha", "classifiers", "train_gap_loss"}

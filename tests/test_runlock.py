@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.runlock import LOCK_NAME, RunLockedError, run_lock
 from tests.conftest import write_params
 
@@ -46,7 +46,7 @@ def test_second_train_of_a_run_stops_naming_dir_and_pid_and_a_dead_holder_blocks
     params = config.apply_overrides(config.load_params(tiny_workspace), overrides)
     params_file = tmp_path / "params.yaml"
     write_params(params_file, params)  # YAML: JSON's 1e-05 would read back as a string
-    run_dir = config.run_dir(params, "synthav", "concat", 0)
+    run_dir = paths.run_dir(params, "synthav", "concat", 0)
     run_dir.mkdir(parents=True)
     holder = hold(run_dir)
     try:

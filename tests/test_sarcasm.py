@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.data.datasets import sarcasm
 from mmbalance.data.download import fetch_pinned
 from mmbalance.data.extract import extract
@@ -199,16 +199,16 @@ def test_extract_shapes_and_one_training_epoch(pinned: tuple[str, Path], tmp_pat
     torch.set_num_threads(1)
     url, downloads = pinned
     params = imagetext_params(tmp_path, "sarcasm", data_cfg(url, downloads))
-    raw = config.raw_dir(params, "sarcasm")
+    raw = paths.raw_dir(params, "sarcasm")
     generate("sarcasm", config.data_config(params, "sarcasm"), raw, progress=False)
-    store = config.feature_dir(params, "sarcasm")
+    store = paths.feature_dir(params, "sarcasm")
     extract("sarcasm", raw, config.feature_config(params, "sarcasm"), store, progress=False)
     image = np.load(store / "train" / "image.npy")
     text = np.load(store / "train" / "text.npy")
     assert image.shape == (4, 3, 32, 32) and image.dtype == np.uint8
     assert text.shape == (4, 3, 16) and text.dtype == np.int32
     assert text[0, 0, 0] == 101 and text[0, 1].sum() == int((text[0, 0] != 0).sum())
-    resolved = config.resolve_run(params, "sarcasm", "concat", 0)
+    resolved = paths.resolve_run(params, "sarcasm", "concat", 0)
     metrics = train(resolved, store, tmp_path / "run", device="cpu", progress=False)
     assert metrics["heads"] == ["fused", "image", "text"]
     assert 0.0 <= metrics["protocols"]["last"]["test"]["fused"]["acc"] <= 1.0
@@ -221,8 +221,8 @@ def test_repository_params_validate_and_resolve(profile: str) -> None:
     overrides = ["experiment.datasets=[sarcasm, twitter2015]", f"profile={profile}"]
     params = config.load_params(REPO / "params.yaml", overrides)
     for dataset in ("sarcasm", "twitter2015"):
-        resolved = config.resolve_run(params, dataset, "lfm_h", 0)
+        resolved = paths.resolve_run(params, dataset, "lfm_h", 0)
         assert set(resolved["train"]["encoders"]) == {"image", "text"}
-        assert config.raw_dir(params, dataset).parts[-3:-1] == ("raw", dataset)
+        assert paths.raw_dir(params, dataset).parts[-3:-1] == ("raw", dataset)
     with pytest.raises(ConfigError, match=r"'data\.sarcasm\.label': 'majority' is not one of"):
         config.load_params(REPO / "params.yaml", [*overrides, "data.sarcasm.label=majority"])

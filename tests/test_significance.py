@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mmbalance import config, sweeps
-from mmbalance.engine.machine import cpu_model, describe, label
+from mmbalance import config, pipeline
+from mmbalance.engine.machine import cpu_model, describe
 from mmbalance.errors import DataError
 from mmbalance.report.aggregate import aggregate
-from mmbalance.report.costs import build_cost_table, run_cost, write_training_cost
+from mmbalance.report.costs import build_cost_table, machine_label, run_cost, write_training_cost
 from mmbalance.report.discrepancies import Pair, build_discrepancy_table
 from mmbalance.report.results import Results
 from mmbalance.report.sensitivity import build_sweep_table, plot_sweep
@@ -236,8 +236,8 @@ def test_sweep_table_and_figure(fake, tmp_path: Path) -> None:
     results, _ = fake
     params = config.load_params(REPO / "params.yaml")
     params["experiment"].update(methods=["concat", "ogm_ge"], sweeps=["ogm_ge_alpha"], sweep_seeds=3)
-    sweep = sweeps.defined(params)["ogm_ge_alpha"]
-    table = build_sweep_table(results, params, sweep, "synthav", SETTINGS)
+    (sweep,) = pipeline.sweep_plans(params, "synthav")
+    table = build_sweep_table(results, sweep, "synthav", SETTINGS)
     rows = {row[0]: dict(zip(table.header, row, strict=True)) for row in table.rows}
     assert list(rows) == ["0.1", "0.3", "0.5", "0.8", "reference"]
     assert rows["0.8"]["Run"] == "ogm_ge (default)" and rows["0.8"]["Δ ACC vs default"] == "—"
@@ -247,9 +247,10 @@ def test_sweep_table_and_figure(fake, tmp_path: Path) -> None:
     assert rows["0.5"]["ACC"] == "not run" and rows["reference"]["Run"] == "concat"
     # sweep_seeds: only the first seed — the numbers change to that seed's.
     params["experiment"]["sweep_seeds"] = 1
-    one = {row[0]: row for row in build_sweep_table(results, params, sweep, "synthav", SETTINGS).rows}
+    (sweep,) = pipeline.sweep_plans(params, "synthav")
+    one = {row[0]: row for row in build_sweep_table(results, sweep, "synthav", SETTINGS).rows}
     assert one["0.1"][2] == "80.00 ± –"
-    written = plot_sweep(results, params, sweep, "synthav", tmp_path / "sweep", ("png", "pdf"))
+    written = plot_sweep(results, sweep, "synthav", tmp_path / "sweep", ("png", "pdf"))
     assert [p.name for p in written] == ["sweep.png", "sweep.pdf"]
     assert written[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and written[1].read_bytes()[:5] == b"%PDF-"
 
@@ -264,16 +265,15 @@ def test_sweep_figure_with_a_default_outside_the_points_and_a_grid(fake, tmp_pat
     }
     params["experiment"].update(methods=["concat", "ogm_ge"], sweeps=["a", "g"])
     config.validate(params)
-    table = build_sweep_table(results, params, sweeps.defined(params)["a"], "synthav", SETTINGS)
+    plans = {plan.name: plan for plan in pipeline.sweep_plans(params, "synthav")}
+    table = build_sweep_table(results, plans["a"], "synthav", SETTINGS)
     shown = [row[:2] for row in table.rows]
     assert shown == [["0.1", "a_0p1"], ["0.3", "a_0p3"], ["0.8", "ogm_ge (default)"], ["reference", "concat"]]
-    grid = build_sweep_table(results, params, sweeps.defined(params)["g"], "synthav", SETTINGS)
+    grid = build_sweep_table(results, plans["g"], "synthav", SETTINGS)
     assert table.header[:2] == ["alpha", "Run"] and grid.header[:3] == ["alpha", "modulation", "Run"]
     assert len(grid.rows) == 4 + 1 + 1
     for name in ("a", "g"):
-        written = plot_sweep(
-            results, params, sweeps.defined(params)[name], "synthav", tmp_path / name, ("png",)
-        )
+        written = plot_sweep(results, plans[name], "synthav", tmp_path / name, ("png",))
         assert written[0].stat().st_size > 1000
 
 
@@ -317,5 +317,5 @@ def test_the_machine_is_described(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU @ 2.0GHz\n")
     assert cpu_model(cpuinfo) == "Example CPU @ 2.0GHz"
     assert cpu_model(tmp_path / "missing")  # falls back to the platform's answer
-    assert label(None).startswith("not recorded")
-    assert "2 torch threads" in label({**info, "torch_threads": 2})
+    assert machine_label(None).startswith("not recorded")
+    assert "2 torch threads" in machine_label({**info, "torch_threads": 2})

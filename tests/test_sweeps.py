@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mmbalance import config, sweeps
+from mmbalance import config, paths, sweeps
 from mmbalance.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,14 +37,12 @@ def test_values_become_run_name_fragments(value, fragment: str) -> None:
 def test_points_are_variants_with_the_swept_options(params: dict) -> None:
     sweep = sweeps.defined(params)["alpha"]
     assert [sweep.point_name(p) for p in sweep.points()] == ["alpha_0p1", "alpha_0p8", "alpha_2"]
-    base = config.resolve_run(params, "synthav", "ogm_ge", 0)
-    point = config.resolve_run(params, "synthav", "alpha_0p1", 0)
+    base = paths.resolve_run(params, "synthav", "ogm_ge", 0)
+    point = paths.resolve_run(params, "synthav", "alpha_0p1", 0)
     assert point["method_class"] == "ogm_ge" and point["method"] == "alpha_0p1"
     assert point["method_options"] == {**base["method_options"], "alpha": 0.1}
-    assert (
-        config.resolve_run(params, "synthav", "alpha_2", 0)["method_options"]["alpha"] == 2.0
-    )  # int → float
-    assert config.run_dir(params, "synthav", "alpha_0p1", 1).parts[-3] == "alpha_0p1"
+    assert paths.resolve_run(params, "synthav", "alpha_2", 0)["method_options"]["alpha"] == 2.0  # int → float
+    assert paths.run_dir(params, "synthav", "alpha_0p1", 1).parts[-3] == "alpha_0p1"
 
 
 def test_a_point_equal_to_a_run_of_the_matrix_is_that_run(params: dict) -> None:
@@ -150,7 +148,7 @@ def test_a_variants_train_block_is_merged_over_the_preset(params: dict) -> None:
     assert train["encoders"]["audio"] == {**preset["encoders"]["audio"], "name": "resnet34"}
     assert train["encoders"]["video"]["name"] == "resnet34" and train["epochs"] == preset["epochs"]
     assert config.train_config(params, "synthav", "aug") == preset
-    ids = {m: config.resolve_run(params, "synthav", m, 0)["run_id"] for m in ("aug", "aug_resnet34")}
+    ids = {m: paths.resolve_run(params, "synthav", m, 0)["run_id"] for m in ("aug", "aug_resnet34")}
     assert ids["aug"] != ids["aug_resnet34"]
     # On image-text there are no audio/video encoders: the variant does not apply there (not trained,
     # "not run" in the tables), and asking for its run names the key.
@@ -167,7 +165,7 @@ def test_a_variants_train_block_is_merged_over_the_preset(params: dict) -> None:
     assert "aug_resnet34" in config.run_seeds(params, "synthav")
     message = "unknown key 'variants.aug_resnet34.train.encoders.audio': train.embedded.sarcasm.encoders has"
     with pytest.raises(ConfigError, match=re.escape(message)):
-        config.resolve_run(params, "sarcasm", "aug_resnet34", 0)
+        paths.resolve_run(params, "sarcasm", "aug_resnet34", 0)
     # A key that no preset of any dataset has is a typo.
     params["variants"]["aug_resnet34"]["train"]["encoders"]["audoi"] = {"name": "resnet34"}
     message = "unknown key 'variants.aug_resnet34.train.encoders.audoi': train.embedded.synthav.encoders has"
@@ -183,7 +181,7 @@ def test_runs_command_lists_the_sweep_points_with_their_seeds(tmp_path: Path, ca
 
     selection = {"experiment.methods": ["concat", "ogm_ge"], "experiment.sweeps": ["ogm_ge_alpha"]}
     params = tiny_params(tmp_path, **selection, **{"experiment.sweep_seeds": 1})
-    done = config.run_dir(params, "synthav", "ogm_ge_alpha_0p1", 0)
+    done = paths.run_dir(params, "synthav", "ogm_ge_alpha_0p1", 0)
     done.mkdir(parents=True)
     (done / "metrics.json").write_text("{}")
     assert main(["runs", "--json", "--params", str(write_params(tmp_path / "params.yaml", params))]) == 0

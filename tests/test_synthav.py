@@ -15,7 +15,7 @@ import soundfile as sf
 from sklearn.linear_model import LogisticRegression
 
 from mmbalance.data.datasets import synthav
-from mmbalance.data.datasets.base import sha256_file
+from mmbalance.data.datasets._base import sha256_file
 from mmbalance.data.generate import generate
 from mmbalance.errors import ConfigError
 from mmbalance.registry import DATASETS

@@ -23,9 +23,10 @@ from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.evaluate import evaluate
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.seeding import configure_determinism
-from mmbalance.methods.base import Context, Method, ModelSpec
+from mmbalance.engine.types import Context, ModelSpec
+from mmbalance.methods._base import Method
+from mmbalance.methods._gradient_modification import cumulative_input_covariance, input_size
 from mmbalance.methods.channel import Channel
-from mmbalance.methods.gradient_modification import cumulative_input_covariance, input_size
 from mmbalance.methods.ogm_ge import OGMGE, modulation_coefficients
 from mmbalance.registry import METHODS
 

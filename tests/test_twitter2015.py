@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.data.datasets import twitter2015
 from mmbalance.data.extract import extract
 from mmbalance.data.generate import generate
@@ -43,10 +43,8 @@ ROWS = {
 COUNTS = {"train": 5, "val": 2, "test": 2}
 
 
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, str]]:
+def make_sources(root: Path) -> tuple[str, Path, dict[str, str]]:
     """TomBERT's absa_data/twitter2015/ and the person's download folder with one archive."""
-    root = tmp_path_factory.mktemp("twitter2015")
     folder = root / "repo" / "absa_data" / "twitter2015"
     folder.mkdir(parents=True)
     for name, rows in ROWS.items():
@@ -59,6 +57,11 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[s
     downloads = root / "downloads"
     write_zip(downloads / "IJCAI2019_data.zip", members)
     return folder.as_uri() + "/", downloads, {name: md5(folder / name) for name in ROWS}
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, str]]:
+    return make_sources(tmp_path_factory.mktemp("twitter2015"))
 
 
 @pytest.fixture
@@ -143,15 +146,15 @@ def test_extract_shapes_and_one_training_epoch(pinned: tuple[str, Path], tmp_pat
     torch.set_num_threads(1)
     url, downloads = pinned
     params = imagetext_params(tmp_path, "twitter2015", data_cfg(url, downloads))
-    raw = config.raw_dir(params, "twitter2015")
+    raw = paths.raw_dir(params, "twitter2015")
     generate("twitter2015", config.data_config(params, "twitter2015"), raw, progress=False)
-    store = config.feature_dir(params, "twitter2015")
+    store = paths.feature_dir(params, "twitter2015")
     extract("twitter2015", raw, config.feature_config(params, "twitter2015"), store, progress=False)
     image = np.load(store / "train" / "image.npy")
     text = np.load(store / "train" / "text.npy")
     assert image.shape == (5, 3, 32, 32) and text.shape == (5, 3, 16)
     np.testing.assert_array_equal(text[0], tokenize("RT @ fan : Tyga was great tonight !\nTyga", 16))
     assert text[0, 2].max() == 1  # the target is segment B
-    resolved = config.resolve_run(params, "twitter2015", "concat", 0)
+    resolved = paths.resolve_run(params, "twitter2015", "concat", 0)
     metrics = train(resolved, store, tmp_path / "run", device="cpu", progress=False)
     assert metrics["heads"] == ["fused", "image", "text"]

@@ -16,15 +16,15 @@ import torch
 
 from mmbalance.config import typed_options
 from mmbalance.data.datasets import vggsound
-from mmbalance.data.datasets.base import sha256_file
+from mmbalance.data.datasets._base import sha256_file
 from mmbalance.data.download import fetch_pinned as fetch
 from mmbalance.data.download import file_digest
 from mmbalance.data.extract import extract
 from mmbalance.data.store import open_store
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.optim import build_optimizer
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.errors import DataError
-from mmbalance.methods.base import Context, ModelSpec
 from mmbalance.registry import DATASETS, METHODS
 from tests.clip_fixtures import fake_tools, write_clip
 

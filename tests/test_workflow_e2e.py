@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 from mmbalance import config as mmcfg
+from mmbalance import paths as mmpaths
 from tests.conftest import TINY_OVERRIDES
 from tests.test_dvc_lock import lock_problems
 from tests.test_workflow import copy_project, job_counts
@@ -117,7 +118,7 @@ def project(tmp_path_factory) -> Path:
 def test_snakemake_builds_tables_figures_and_report(project):
     params = mmcfg.load_params(project / "params.yaml")
     for method, seed in itertools.product(METHODS, SEEDS):
-        run = project / mmcfg.run_dir(params, DATASET, method, seed)
+        run = project / mmpaths.run_dir(params, DATASET, method, seed)
         for name in ("metrics.json", "history.csv", "predictions.npz", "train.log"):
             assert (run / name).is_file(), run / name
         assert sorted(p.name for p in run.iterdir()) == [
@@ -126,13 +127,15 @@ def test_snakemake_builds_tables_figures_and_report(project):
             "predictions.npz",
             "train.log",
         ]
-        assert (project / mmcfg.checkpoint_path(params, DATASET, method, seed)).is_file()
-    assert (project / mmcfg.run_dir(params, DATASET, SWEEP_POINT, 0) / "metrics.json").is_file()
-    assert not (project / mmcfg.run_dir(params, DATASET, SWEEP_POINT, 1)).exists()
+        assert (project / mmpaths.checkpoint_path(params, DATASET, method, seed)).is_file()
+    assert (project / mmpaths.run_dir(params, DATASET, SWEEP_POINT, 0) / "metrics.json").is_file()
+    assert not (project / mmpaths.run_dir(params, DATASET, SWEEP_POINT, 1)).exists()
     assert len(train_logs(project)) == len(METHODS) + 1  # one job per method, one for the sweep point
     assert len(list((project / "benchmarks" / "train").glob("**/*.tsv"))) == len(METHODS) + 1
     assert (project / "results" / DATASET / "summary.csv").is_file()
-    machine = json.loads((project / mmcfg.run_dir(params, DATASET, "concat", 0) / "metrics.json").read_text())
+    machine = json.loads(
+        (project / mmpaths.run_dir(params, DATASET, "concat", 0) / "metrics.json").read_text()
+    )
     assert machine["machine"]["accelerator"] == "none (CPU)"
 
     tables = project / "paper_tables"
@@ -160,13 +163,13 @@ def test_snakemake_builds_tables_figures_and_report(project):
 def test_a_run_whose_outputs_were_deleted_resumes_from_the_checkpoints_tree(project):
     """What Snakemake leaves of a job it interrupted after the last checkpoint: no outputs."""
     params = mmcfg.load_params(project / "params.yaml")
-    run = project / mmcfg.run_dir(params, DATASET, "mslr", 1)
+    run = project / mmpaths.run_dir(params, DATASET, "mslr", 1)
     outputs = ("metrics.json", "history.csv", "predictions.npz")
     before = {name: (run / name).read_bytes() for name in outputs}
     for name in outputs:
         (run / name).unlink()
     sh(BIN / "snakemake", cwd=project)
-    checkpoint = mmcfg.checkpoint_path(params, DATASET, "mslr", 1)
+    checkpoint = mmpaths.checkpoint_path(params, DATASET, "mslr", 1)
     assert f"resumed from {checkpoint} after epoch 1" in (run / "train.log").read_text()
     assert {name: (run / name).read_bytes() for name in outputs} == before
 
@@ -227,7 +230,7 @@ def test_dvc_round_trip_retrains_only_what_changed(project):
     before = snapshot(runs)
     shutil.rmtree(project / "data")
     sh(dvc, "repro", cwd=project)
-    features = project / mmcfg.feature_dir(mmcfg.load_params(project / "params.yaml"), DATASET)
+    features = project / mmpaths.feature_dir(mmcfg.load_params(project / "params.yaml"), DATASET)
     assert (features / "manifest.json").stat().st_mtime_ns > max(mtime for _, mtime in before.values())
     assert snapshot(runs) == before
     assert len(train_logs(project)) == len(METHODS) + 1
@@ -275,20 +278,20 @@ def test_dvc_round_trip_retrains_only_what_changed(project):
     params = mmcfg.load_params(clone / "params.yaml")
     params["methods"]["mslr"] = {**params["methods"].get("mslr", {}), "coefficients": [0.8, 1.2]}
     write_params(clone, params)
-    concat_runs = [clone / mmcfg.run_dir(params, DATASET, "concat", s) / "metrics.json" for s in SEEDS]
+    concat_runs = [clone / mmpaths.run_dir(params, DATASET, "concat", s) / "metrics.json" for s in SEEDS]
     untouched = snapshot(concat_runs)
     sh(dvc, "repro", cwd=clone)
     trained = {log.with_suffix("").relative_to(clone / "logs" / "train") for log in train_logs(clone)}
     expected = {
-        mmcfg.run_dir(params, DATASET, method, 0).parent.relative_to(params["paths"]["results"])
+        mmpaths.run_dir(params, DATASET, method, 0).parent.relative_to(params["paths"]["results"])
         for method in ("mslr", SWEEP_POINT)  # the sweep's point reads methods.mslr too
     }
     assert trained == expected
     assert len(train_logs(clone)) == 2  # MSLR's job (every seed) and the sweep point's (its seed)
     assert snapshot(concat_runs) == untouched
-    new_run_id = mmcfg.resolve_run(params, DATASET, "mslr", 0)["run_id"]
+    new_run_id = mmpaths.resolve_run(params, DATASET, "mslr", 0)["run_id"]
     assert new_run_id in (clone / "results" / DATASET / "summary.csv").read_text()
-    assert (clone / mmcfg.checkpoint_path(params, DATASET, "mslr", 0)).is_file()
+    assert (clone / mmpaths.checkpoint_path(params, DATASET, "mslr", 0)).is_file()
     assert "up to date" in sh(dvc, "status", cwd=clone)
 
     # DVC path: a smaller matrix reruns the tables stage, and MSLR's figure goes.

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.errors import MMBalanceError
 from mmbalance.registry import ADAPTERS, DATASETS, ENCODERS, METHODS
 
@@ -155,14 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def summary_path(params: dict, dataset: str) -> Path:
-    return Path(params["paths"]["results"]) / dataset / "summary.csv"
-
-
 def cmd_generate(args: argparse.Namespace, params: dict) -> None:
     from mmbalance.data.generate import generate
 
-    out = config.raw_dir(params, args.dataset)
+    out = paths.raw_dir(params, args.dataset)
     manifest = generate(
         args.dataset,
         config.data_config(params, args.dataset),
@@ -178,9 +174,9 @@ def cmd_extract(args: argparse.Namespace, params: dict) -> None:
 
     manifest = extract(
         args.dataset,
-        config.raw_dir(params, args.dataset),
+        paths.raw_dir(params, args.dataset),
         config.feature_config(params, args.dataset),
-        config.feature_dir(params, args.dataset),
+        paths.feature_dir(params, args.dataset),
         workers=args.threads,
         progress=not args.quiet,
     )
@@ -194,13 +190,13 @@ def train_seed(args: argparse.Namespace, params: dict, seed: int) -> None:
     from mmbalance.engine.loop import train
     from mmbalance.runlock import run_lock
 
-    resolved = config.resolve_run(params, args.dataset, args.method, seed)
+    resolved = paths.resolve_run(params, args.dataset, args.method, seed)
     if args.run_id is not None and args.run_id != resolved["run_id"]:
         raise MMBalanceError(
             f"--run-id {args.run_id}: params now resolve to run id {resolved['run_id']} "
             "(params changed since the workflow was planned; re-run snakemake)"
         )
-    run_dir = config.run_dir(params, args.dataset, args.method, seed)
+    run_dir = paths.run_dir(params, args.dataset, args.method, seed)
     torch.set_num_threads(args.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
@@ -211,11 +207,11 @@ def train_seed(args: argparse.Namespace, params: dict, seed: int) -> None:
         try:
             metrics = train(
                 resolved,
-                config.feature_dir(params, args.dataset),
+                paths.feature_dir(params, args.dataset),
                 run_dir,
                 device=args.device,
                 progress=not args.quiet,
-                checkpoint_dir=config.checkpoint_dir(params, args.dataset, args.method, seed),
+                checkpoint_dir=paths.checkpoint_dir(params, args.dataset, args.method, seed),
             )
         finally:
             logger.removeHandler(handler)
@@ -285,33 +281,12 @@ def cmd_train(args: argparse.Namespace, params: dict) -> None:
             raise SystemExit(child.exitcode if child.exitcode and child.exitcode > 0 else 1)
 
 
-def configured_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
-    """``{method: [run dir per seed]}`` of the matrix for one dataset: the experiment's methods and the
-    runs of its sweeps (:func:`mmbalance.config.run_seeds`)."""
-    return {
-        m: [config.run_dir(params, dataset, m, s) for s in seeds]
-        for m, seeds in config.run_seeds(params, dataset).items()
-    }
-
-
-def finished_runs(params: dict, dataset: str) -> dict[str, list[Path]]:
-    """Configured runs of methods with at least one finished seed; a method with some seeds
-    finished and others not is an error (its mean would silently cover fewer seeds)."""
-    finished = {}
-    for method, dirs in configured_runs(params, dataset).items():
-        done = [d for d in dirs if (d / "metrics.json").is_file()]
-        if done and len(done) < len(dirs):
-            missing = ", ".join(str(d) for d in dirs if d not in done)
-            raise MMBalanceError(f"method '{method}' has unfinished seeds: {missing}")
-        if done:
-            finished[method] = done
-    return finished
-
-
 def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
     from mmbalance.report.aggregate import aggregate
+    from mmbalance.runs.files import METRICS
+    from mmbalance.runs.matrix import finished_runs, summary_path
 
-    files = [d / "metrics.json" for dirs in finished_runs(params, args.dataset).values() for d in dirs]
+    files = [d / METRICS for dirs in finished_runs(params, args.dataset).values() for d in dirs]
     if not files:
         raise MMBalanceError(f"no finished runs for dataset '{args.dataset}'; train first")
     out = Path(args.out) if args.out else summary_path(params, args.dataset)
@@ -320,90 +295,12 @@ def cmd_aggregate(args: argparse.Namespace, params: dict) -> None:
 
 
 def cmd_tables(args: argparse.Namespace, params: dict) -> None:
-    from mmbalance.report.costs import write_training_cost
-    from mmbalance.report.curves import curve_figures
-    from mmbalance.report.discrepancies import write_discrepancy_tables
-    from mmbalance.report.figures import (
-        plot_history_columns,
-        plot_modality_curves,
-        plot_modality_gap,
-        plot_singular_values,
-    )
-    from mmbalance.report.headline import write_headline_metrics
-    from mmbalance.report.outputs import replace_outputs
-    from mmbalance.report.paper_tables import write_paper_tables
-    from mmbalance.report.protocol_table import write_protocol_table
-    from mmbalance.report.results import Results
-    from mmbalance.report.sensitivity import write_sweeps
-    from mmbalance.report.significance import Settings
-    from mmbalance.report.significance_table import (
-        main_table_marks,
-        main_table_notes,
-        write_significance_table,
-    )
-    from mmbalance.report.studies import write_studies
-    from mmbalance.report.tables import write_main_table
+    from mmbalance.pipeline import write_tables
 
-    out_dir = Path(args.out_dir or params["paths"]["tables"])
-    methods = config.experiment_methods(params)
-    datasets = params["experiment"]["datasets"]
-    ddof = params["report"]["std_ddof"]
-    formats = tuple(params["report"]["figure_formats"])
-    summaries = {d: summary_path(params, d) for d in datasets}
-    for dataset, summary in summaries.items():
-        if not summary.is_file():
-            raise MMBalanceError(f"{summary}: not found; run `mmbalance aggregate --dataset {dataset}` first")
-    settings = Settings.of(params)
-    finished = {dataset: finished_runs(params, dataset) for dataset in datasets}
-    every = {
-        d: {m: [run / "history.csv" for run in dirs] for m, dirs in runs.items()}
-        for d, runs in finished.items()
-    }
-    predictions = {
-        d: {m: [run / "predictions.npz" for run in dirs] for m, dirs in runs.items()}
-        for d, runs in finished.items()
-    }
-    results = Results(summaries, every, predictions)
-    histories = {}
-    modalities = {}
-    written: list[Path] = []
-    for dataset in datasets:
-        modalities[dataset] = list(DATASETS.get(dataset).modalities)
-        histories[dataset] = {m: every[dataset].get(m, []) for m in methods}
-        marks = main_table_marks(results, dataset, methods, settings)
-        written += write_main_table(
-            summaries[dataset],
-            out_dir,
-            dataset,
-            methods,
-            modalities[dataset],
-            ddof=ddof,
-            marks=marks,
-            mark_notes=main_table_notes(settings, dataset, len(params["experiment"]["seeds"])),
-        )
-        written += write_significance_table(results, out_dir, dataset, methods, settings, ddof=ddof)
-        written += write_sweeps(results, params, out_dir, dataset, formats, ddof=ddof)
-        costs = {m: finished[dataset].get(m, []) for m in methods}
-        written += write_training_cost(costs, out_dir, dataset, formats, ddof=ddof)
-        figure = out_dir / f"{dataset}_modality_curves"
-        written += plot_modality_curves(histories[dataset], figure, modalities[dataset], formats, ddof=ddof)
-        figure = out_dir / f"{dataset}_modality_gap"
-        written += plot_modality_gap(histories[dataset], figure, modalities[dataset], formats, ddof=ddof)
-        figure = out_dir / f"{dataset}_singular_values"
-        written += plot_singular_values(histories[dataset], figure, formats, ddof=ddof)
-        for curves in curve_figures(params, methods, modalities[dataset]):
-            lines = {label: (histories[dataset][m], column) for label, (m, column) in curves.lines.items()}
-            title = f"{dataset}: {curves.stem} per epoch"
-            figure = out_dir / f"{dataset}_{curves.stem}"
-            written += plot_history_columns(lines, figure, curves.ylabel, title, formats, ddof=ddof)
-    written += write_paper_tables(results, out_dir, datasets, ddof=ddof)
-    written += write_discrepancy_tables(results, out_dir, datasets, ddof=ddof, settings=settings)
-    written += write_studies(results, out_dir, datasets, modalities, settings, ddof=ddof)
-    written += write_protocol_table(results, out_dir, methods, modalities, ddof=ddof)
-    written.append(write_headline_metrics(summaries, out_dir / "metrics.json"))
+    written, removed = write_tables(params, Path(args.out_dir) if args.out_dir else None)
     for path in written:
         print(path)
-    for path in replace_outputs(out_dir, written):
+    for path in removed:
         print(f"removed {path} (no longer produced)")
 
 
@@ -428,26 +325,9 @@ def cmd_analyse(args: argparse.Namespace, params: dict) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, params: dict) -> None:
-    rows = []
-    for dataset in params["experiment"]["datasets"]:
-        seeds = config.run_seeds(params, dataset)
-        for method, dirs in configured_runs(params, dataset).items():
-            for seed, run_dir in zip(seeds[method], dirs, strict=True):
-                if (run_dir / "metrics.json").is_file():
-                    status = "done"
-                elif config.checkpoint_path(params, dataset, method, seed).is_file():
-                    status = "partial"
-                else:
-                    status = "missing"
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "method": method,
-                        "seed": seed,
-                        "path": str(run_dir),
-                        "status": status,
-                    }
-                )
+    from mmbalance.runs.matrix import run_status
+
+    rows = run_status(params)
     if args.json:
         print(json.dumps(rows, indent=2))
         return

@@ -1,4 +1,5 @@
-"""Load, validate and resolve ``params.yaml``; derive the content-addressed output paths.
+"""Load and validate ``params.yaml``; type the options of methods, variants, analyses and datasets;
+resolve a dataset's blocks and the experiment's runs. Run ids and paths: :mod:`mmbalance.paths`.
 
 A run's resolved config is the merge of the dataset preset of the active profile
 (``features`` and ``train``), the method's defaults (next to its code) and the
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -28,12 +27,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from mmbalance import __version__, sweeps
+from mmbalance import sweeps
 from mmbalance.engine import settings as engine_settings
-from mmbalance.errors import ConfigError
-from mmbalance.registry import ANALYSES, DATASETS, METHODS
-
-HASH_LENGTH = 10
+from mmbalance.errors import ConfigError, reject_unknown
+from mmbalance.registry import ADAPTERS, ANALYSES, DATASETS, METHODS
 
 
 def schema() -> dict[str, Any]:
@@ -119,7 +116,7 @@ def validate(params: Any, source: str = "params.yaml") -> None:
                 typed_options(plugin.Config(), data_cfg, where=f"data.{dataset}")
             except ConfigError as exc:
                 raise ConfigError(f"{source}: {exc}") from exc
-    validate_text_tokenizers(params, source)
+    validate_encoder_features(params, source)
     validate_variants(params, source)
     sweeps.validate(params, source)
     for method in experiment_methods(params, source=source):
@@ -176,27 +173,23 @@ def epochs_within(wanted: Sequence[int], epochs: int) -> list[int]:
     return sorted({e % epochs for e in wanted if -epochs <= e < epochs})
 
 
-def validate_text_tokenizers(params: Mapping[str, Any], source: str) -> None:
-    """Every preset's text encoder reads the ids of its text modality's tokenizer: ``clip_*`` encoders
-    ``tokenizer: clip_bpe``, ``bert_*`` encoders WordPiece (the default), in every profile."""
-    from mmbalance.data.kinds.text import DEFAULT_TOKENIZER
-    from mmbalance.models.encoders.text import TOKENIZER_OF
-
+def validate_encoder_features(params: Mapping[str, Any], source: str) -> None:
+    """Every preset's encoders read what their modality's features store, in every profile: the adapter
+    of a modality kind (:data:`~mmbalance.registry.ADAPTERS`) may say why a stored feature setting does
+    not fit an encoder (``check_features``: a text encoder reads the ids of one tokenizer)."""
     for profile, presets in params["train"].items():
         for dataset, preset in presets.items():
             features = params["features"].get(profile, {}).get(dataset)
             if dataset not in DATASETS or not isinstance(features, Mapping):
                 continue
             for modality, kind in DATASETS.get(dataset).modalities.items():
-                encoder = preset["encoders"].get(modality, {}).get("name")
-                wanted = TOKENIZER_OF.get(encoder) if kind == "text" else None
-                stored = (features.get(modality) or {}).get("tokenizer", DEFAULT_TOKENIZER)
-                if wanted is not None and wanted != stored:
-                    raise ConfigError(
-                        f"{source}: train.{profile}.{dataset}.encoders.{modality}.name: {encoder} reads "
-                        f"{wanted} ids, but features.{profile}.{dataset}.{modality}.tokenizer is "
-                        f"{stored}; make them match"
-                    )
+                check = getattr(ADAPTERS.get(kind), "check_features", None) if kind in ADAPTERS else None
+                encoder = preset["encoders"].get(modality, {})
+                where = f"features.{profile}.{dataset}.{modality}"
+                problem = check(encoder, features.get(modality) or {}, where) if check else None
+                if problem:
+                    where = f"train.{profile}.{dataset}.encoders.{modality}.name"
+                    raise ConfigError(f"{source}: {where}: {problem}; make them match")
 
 
 def experiment_methods(params: Mapping[str, Any], source: str = "params.yaml") -> list[str]:
@@ -260,8 +253,7 @@ def typed_options(defaults: Any, overrides: Mapping[str, Any], where: str) -> di
     fields = {f.name: f for f in dataclasses.fields(defaults)}
     merged = dataclasses.asdict(defaults)
     for key, value in overrides.items():
-        if key not in fields:
-            raise ConfigError(f"unknown key '{where}.{key}' (allowed here: {', '.join(sorted(fields))})")
+        reject_unknown([key], fields, prefix=f"{where}.", label="allowed here")
         default = merged[key]
         if isinstance(default, bool):
             ok = isinstance(value, bool)
@@ -423,12 +415,6 @@ def validate_variants(params: Mapping[str, Any], source: str) -> None:
             method_options(params, name, source=source, dataset=dataset)
 
 
-def short_hash(obj: Any) -> str:
-    """A short, stable hash of a JSON-serialisable object (sorted keys; never Python's ``hash``)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
-
-
 def _dataset_block(section: Mapping[str, Any], dataset: str, key: str) -> dict[str, Any]:
     """``section[dataset]`` copied; an unknown dataset or a missing block is a ConfigError naming it."""
     DATASETS.get(dataset)
@@ -495,85 +481,3 @@ def _merge_existing(block: dict[str, Any], override: Mapping[str, Any], where: s
             _merge_existing(block[key], value, f"{where}.{key}", f"{preset}.{key}")
         else:
             block[key] = copy.deepcopy(value)
-
-
-def data_id(params: Mapping[str, Any], dataset: str) -> str:
-    """Identifies the raw data: a hash of the dataset's data block and the package version.
-
-    The version enters every id (data, features, runs), so a release that changes what the code
-    produces moves every output to new paths instead of leaving stale ones that look current. A
-    dataset that reads another's raw data (:func:`raw_dataset`) has that dataset's data id.
-    """
-    source = raw_dataset(dataset)
-    return short_hash({"dataset": source, "data": data_config(params, source), "version": __version__})
-
-
-def feature_id(params: Mapping[str, Any], dataset: str) -> str:
-    """Identifies a feature store: the front-end name plus a hash of the raw data and feature settings."""
-    feats = feature_config(params, dataset)
-    frontend = feats.get("audio", {}).get("frontend", "features")
-    return f"{frontend}-" + short_hash({"data": data_id(params, dataset), "features": feats})
-
-
-def raw_dir(params: Mapping[str, Any], dataset: str) -> Path:
-    """``<paths.data>/raw/<raw dataset>/<data id>``: shared by the datasets that read the same raw data."""
-    return Path(params["paths"]["data"]) / "raw" / raw_dataset(dataset) / data_id(params, dataset)
-
-
-def feature_dir(params: Mapping[str, Any], dataset: str) -> Path:
-    return Path(params["paths"]["data"]) / "features" / dataset / feature_id(params, dataset)
-
-
-def resolve_run(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> dict[str, Any]:
-    """The complete configuration of one training run."""
-    resolved = {
-        "dataset": dataset,
-        "method": method,
-        "method_class": base_method(params, method),
-        "method_options": method_options(params, method, dataset=dataset),
-        "data": data_config(params, dataset),
-        "features": feature_config(params, dataset),
-        "feature_id": feature_id(params, dataset),
-        "train": {**train_config(params, dataset, method), "init": initialisation(params, dataset, method)},
-        "profile": params["profile"],
-        "seed": int(seed),
-    }
-    # Only a run that keeps checkpoints has the key, so the others' run ids do not depend on it.
-    kept = kept_epochs(params, dataset, method, resolved["train"]["epochs"])
-    if kept:
-        resolved["train"]["keep_epochs"] = kept
-    resolved["run_id"] = run_id(resolved)
-    return resolved
-
-
-def run_id(resolved: Mapping[str, Any]) -> str:
-    """Hash of the keys that affect training (not the seed, which has its own path level, nor the
-    engine settings that cannot change what a run computes, such as ``prefetch``)."""
-    keys = ("dataset", "method", "method_class", "method_options", "feature_id")
-    hashed = {k: resolved[k] for k in keys}
-    return short_hash({"version": __version__, **hashed, "train": engine_settings.hashed(resolved["train"])})
-
-
-def _run_path(params: Mapping[str, Any], root: str, dataset: str, method: str, seed: int) -> Path:
-    rid = resolve_run(params, dataset, method, seed)["run_id"]
-    return Path(params["paths"][root]) / dataset / method / rid / f"seed{int(seed)}"
-
-
-def run_dir(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:
-    """``results/<dataset>/<method>/<run-id>/seed<k>``."""
-    return _run_path(params, "results", dataset, method, seed)
-
-
-def checkpoint_dir(params: Mapping[str, Any], dataset: str, method: str, seed: int) -> Path:
-    """``checkpoints/<dataset>/<method>/<run-id>/seed<k>/``: a run's checkpoints (``last.pt``,
-    ``selected.pt``, ``epoch<k>.pt``), in a tree of their own (``paths.checkpoints``) so that the
-    results a user pulls to rebuild the tables stay small."""
-    return _run_path(params, "checkpoints", dataset, method, seed)
-
-
-def checkpoint_path(
-    params: Mapping[str, Any], dataset: str, method: str, seed: int, name: str = "last"
-) -> Path:
-    """The checkpoint ``name`` of a run (:func:`mmbalance.engine.checkpoint.checkpoint_path` in
-    :func:`checkpoint_dir`)."""
-    return checkpoint_dir(params, dataset, method, seed) / f"{name}.pt"

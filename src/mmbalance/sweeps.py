@@ -152,7 +152,8 @@ def points(params: Mapping[str, Any], sweep: Sweep, dataset: str) -> list[Point]
     A point is the default when the swept method's own run serves it: the point's options then
     resolve to exactly the swept method's on this dataset.
     """
-    from mmbalance.config import applies, experiment_methods, resolve_run
+    from mmbalance.config import applies, experiment_methods
+    from mmbalance.paths import resolve_run
 
     candidates = [
         name

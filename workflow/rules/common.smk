@@ -1,30 +1,17 @@
 # Shared setup of the mmbalance workflow: config validation, the container image, wildcard
 # constraints and every input function. Output paths are never spelt out here by hand:
-# they come from mmbalance.config (raw_dir, feature_dir, run_dir), the same functions the
-# `mmbalance` CLI writes with, so the workflow and the CLI cannot disagree about a path.
+# they come from mmbalance.pipeline (run files, manifests, summaries, the report's and the
+# analyses' outputs), the same functions the `mmbalance` CLI writes with, so the workflow and
+# the CLI cannot disagree about a path. params.yaml itself is read with mmbalance.config.
 
-import itertools
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-import mmbalance.analysis
 import mmbalance.config as mmcfg
-import mmbalance.sweeps
-import mmbalance.report
-from mmbalance.cli import summary_path
+from mmbalance import pipeline
 from mmbalance.errors import MMBalanceError
-from mmbalance.registry import ANALYSES
-from mmbalance.registry import DATASETS as DATASET_REGISTRY
-from mmbalance.report.curves import curve_figures
-from mmbalance.report.discrepancies import discrepancy_stems
-from mmbalance.report.paper_tables import paper_table_stems
-from mmbalance.report.protocol_table import PROTOCOL_STEM
-from mmbalance.report.sensitivity import sweep_stems
-from mmbalance.report.significance_table import SIGNIFICANCE_STEM
-from mmbalance.report.costs import COST_STEM
-from mmbalance.report.studies import study_stems
 
 # Every shell command passes this file to the CLI, which re-reads it; Snakemake's own copy
 # (`configfile:` in the Snakefile) must therefore be exactly its content (checked below).
@@ -55,25 +42,11 @@ if config != mmcfg.read_yaml(PARAMS_FILE):
 # The tables' own sources: the report code, its layouts, the published numbers and the dataset
 # labels. They are inputs of the tables rule, so editing a layout or a published number rebuilds
 # the tables (DVC's tables stage depends on the same folder).
-REPORT_SOURCES = sorted(
-    str(path)
-    for path in Path(mmbalance.report.__file__).parent.rglob("*")
-    if path.is_file() and "__pycache__" not in path.parts
-)
+REPORT_SOURCES = pipeline.report_sources()
 
 # The analyses' sources and the report helpers they draw and tabulate with: editing them reruns the
 # analyses (DVC's tables stage depends on both folders).
-ANALYSIS_SOURCES = sorted(
-    [
-        str(path)
-        for path in Path(mmbalance.analysis.__file__).parent.rglob("*.py")
-        if "__pycache__" not in path.parts
-    ]
-    + [
-        str(Path(mmbalance.report.__file__).parent / name)
-        for name in ("figures.py", "tables.py")
-    ]
-)
+ANALYSIS_SOURCES = pipeline.analysis_sources()
 
 DATASETS = config["experiment"]["datasets"]
 # The datasets whose raw data is generated: a dataset that reads another's (sarcasm_clip reads
@@ -83,14 +56,11 @@ METHODS = mmcfg.experiment_methods(config)
 SEEDS = config["experiment"]["seeds"]
 # Every run to train per dataset, {method: seeds}: the experiment's methods and the runs of its
 # sensitivity sweeps (points that no experiment run serves, their defaults and references).
-RUNS = {dataset: mmcfg.run_seeds(config, dataset) for dataset in DATASETS}
+RUNS = pipeline.run_matrix(config)
 RUN_NAMES = sorted({method for runs in RUNS.values() for method in runs})
 N_RUNS = sum(len(seeds) for runs in RUNS.values() for seeds in runs.values())
-DATA = config["paths"]["data"]
-RESULTS = config["paths"]["results"]
 TABLES = config["paths"]["tables"]
-FIGURE_FORMATS = config["report"]["figure_formats"]
-HASH = f"[0-9a-f]{{{mmcfg.HASH_LENGTH}}}"
+HASH = pipeline.ID_PATTERN
 
 # Threads, memory and wall time of one seed's training run per profile (SLURM: --cpus-per-task,
 # --mem and -t; a train job's runtime is this times its number of seeds). The embedded profile
@@ -113,32 +83,25 @@ wildcard_constraints:
 
 def raw_manifest(dataset):
     """The manifest that `mmbalance generate` writes last, for the configured data."""
-    return str(mmcfg.raw_dir(config, dataset) / "manifest.json")
+    return str(pipeline.raw_manifest(config, dataset))
 
 
 def feature_manifest(dataset):
     """The manifest that `mmbalance extract` writes last, for the configured features."""
-    return str(mmcfg.feature_dir(config, dataset) / "manifest.json")
+    return str(pipeline.feature_manifest(config, dataset))
 
 
 def run_files(name, datasets=None):
     """`name` (e.g. metrics.json) in every run dir of the matrix (sweep runs included),
     optionally for some datasets."""
-    return [
-        str(mmcfg.run_dir(config, dataset, method, seed) / name)
-        for dataset in datasets or DATASETS
-        for method, seeds in RUNS[dataset].items()
-        for seed in seeds
-    ]
+    runs = {dataset: RUNS[dataset] for dataset in datasets or DATASETS}
+    return [str(path) for path in pipeline.run_files(config, name, runs)]
 
 
 def seed_files(name, seeds):
     """`name` in the run dir of each of `seeds`, with the {dataset}, {method} and {run_id}
     wildcards of a train rule: one job trains all seeds of a run."""
-    return [
-        f"{RESULTS}/{{dataset}}/{{method}}/{{run_id}}/seed{seed}/{name}"
-        for seed in seeds
-    ]
+    return [pipeline.run_file_pattern(config, seed, name) for seed in seeds]
 
 
 def train_groups():
@@ -155,7 +118,7 @@ def train_groups():
                     f"{method} would train seeds {seeds_of[method]} on one dataset and {tuple(seeds)}"
                     f" on {dataset}; a run name must have the same seeds on every dataset"
                 )
-    sweep_seeds = tuple(mmbalance.sweeps.seeds(config))
+    sweep_seeds = tuple(pipeline.sweep_seeds(config))
     groups = {"train": (tuple(SEEDS), []), "train_sweep": (sweep_seeds, [])}
     for method, seeds in sorted(seeds_of.items()):
         group = "train" if seeds == tuple(SEEDS) else "train_sweep"
@@ -169,74 +132,15 @@ def train_groups():
 
 def summary_csv(dataset):
     """Mean ± std over seeds of one dataset's runs, where `mmbalance tables` reads it."""
-    return str(summary_path(config, dataset))
+    return str(pipeline.summary_csv(config, dataset))
 
 
-def table_files(suffix):
-    """One main table per configured dataset, in the format of `suffix`."""
-    return [f"{TABLES}/{dataset}_main.{suffix}" for dataset in DATASETS]
-
-
-def paper_table_files(suffix):
-    """The papers' tables beside the published numbers (one per layout of mmbalance.report
-    and protocol), known before any result exists, in the format of `suffix`."""
-    return [f"{TABLES}/{stem}.{suffix}" for stem in paper_table_stems()]
-
-
-def comparison_table_files():
-    """The discrepancy tables (one per protocol) and the protocol table, in every format."""
-    return [
-        f"{TABLES}/{stem}.{suffix}"
-        for stem in [*discrepancy_stems(), PROTOCOL_STEM]
-        for suffix in ("md", "csv", "tex")
-    ]
-
-
-def dataset_table_files(stem):
-    """`<dataset>_<stem>` tables of every dataset in every format (md, csv, tex)."""
-    return [
-        f"{TABLES}/{dataset}_{stem}.{suffix}"
-        for dataset, suffix in itertools.product(DATASETS, ("md", "csv", "tex"))
-    ]
-
-
-def sweep_files(suffixes):
-    """The figure and table of every selected sweep on every dataset, in the `suffixes` given."""
-    return [
-        f"{TABLES}/{stem}.{suffix}"
-        for dataset in DATASETS
-        for stem in sweep_stems(config, dataset)
-        for suffix in suffixes
-    ]
-
-
-def study_table_files():
-    """The "ours only" tables (AUG Tables 2-4), per protocol, in every format."""
-    return [
-        f"{TABLES}/{stem}.{suffix}"
-        for stem in study_stems()
-        for suffix in ("md", "csv", "tex")
-    ]
-
-
-def dataset_figure_files(stem):
-    """`<dataset>_<stem>` figures of every dataset in every configured format."""
-    return [
-        f"{TABLES}/{dataset}_{stem}.{fmt}"
-        for dataset, fmt in itertools.product(DATASETS, FIGURE_FORMATS)
-    ]
-
-
-def history_figure_files():
-    """Per-epoch figures the configured methods declare (LFM's α, AUG's classifiers; Method.curves)."""
-    return [
-        f"{TABLES}/{dataset}_{figure.stem}.{fmt}"
-        for dataset in DATASETS
-        for figure in curve_figures(
-            config, METHODS, list(DATASET_REGISTRY.get(dataset).modalities)
-        )
-        for fmt in FIGURE_FORMATS
-    ]
+# Every file `mmbalance tables` writes, by group (mmbalance.report.build.OUTPUT_GROUPS): main
+# tables, paper tables, comparisons, figures, sweeps, training cost, the headline metrics.
+REPORT_OUTPUTS = {
+    group: [str(path) for path in files]
+    for group, files in pipeline.report_outputs(config).items()
+}
 
 
 def ancient_input(path_function):
@@ -252,23 +156,14 @@ def ancient_input(path_function):
 
 
 # --- the analysis stage (workflow/rules/analysis.smk) ---------------------------------------
-ANALYSIS_NAMES = ANALYSES.names()
-# Written by the analyses but not shown in the report: LaTeX tables and the Grad-CAM maps.
-UNREPORTED_SUFFIXES = (".tex", ".npz")
+ANALYSIS_NAMES = pipeline.analysis_names()
 
 
 def analysis_inputs(name):
     """The run files analysis `name` reads (the workflow trains those runs first), every dataset."""
-    analysis = ANALYSES.get(name)(config)
-    return [str(path) for dataset in DATASETS for path in analysis.inputs(dataset)]
+    return [str(path) for path in pipeline.analysis_inputs(config, name)]
 
 
 def analysis_outputs(name, reported):
     """Every file analysis `name` writes into the tables folder, the reported ones or the others."""
-    analysis = ANALYSES.get(name)(config)
-    return [
-        str(path)
-        for dataset in DATASETS
-        for path in analysis.outputs(dataset, Path(TABLES))
-        if (path.suffix not in UNREPORTED_SUFFIXES) == reported
-    ]
+    return [str(path) for path in pipeline.analysis_outputs(config, name, reported)]

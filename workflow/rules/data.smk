@@ -6,7 +6,7 @@
 
 rule generate:
     output:
-        manifest=f"{DATA}/raw/{{dataset}}/{{data_id}}/manifest.json",
+        manifest=pipeline.raw_manifest_pattern(config),
     log:
         "logs/generate/{dataset}/{data_id}.log",
     threads: 2

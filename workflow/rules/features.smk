@@ -6,7 +6,7 @@ rule extract:
     input:
         raw=ancient_input(raw_manifest),
     output:
-        manifest=f"{DATA}/features/{{dataset}}/{{feature_id}}/manifest.json",
+        manifest=pipeline.feature_manifest_pattern(config),
     log:
         "logs/extract/{dataset}/{feature_id}.log",
     threads: 4

@@ -35,88 +35,88 @@ rule tables:
         sources=REPORT_SOURCES,
     output:
         main_csv=report(
-            table_files("csv"),
+            REPORT_OUTPUTS["main_csv"],
             category="Tables",
             caption="../report/main_table.rst",
         ),
         main_md=report(
-            table_files("md"),
+            REPORT_OUTPUTS["main_md"],
             category="Tables",
             caption="../report/main_table.rst",
         ),
         main_tex=report(
-            table_files("tex"),
+            REPORT_OUTPUTS["main_tex"],
             category="Tables",
             caption="../report/main_table.rst",
         ),
         paper_md=report(
-            paper_table_files("md"),
+            REPORT_OUTPUTS["paper_md"],
             category="Paper tables",
             caption="../report/paper_tables.rst",
         ),
         paper_csv=report(
-            paper_table_files("csv"),
+            REPORT_OUTPUTS["paper_csv"],
             category="Paper tables",
             caption="../report/paper_tables.rst",
         ),
-        paper_tex=paper_table_files("tex"),
+        paper_tex=REPORT_OUTPUTS["paper_tex"],
         comparisons=report(
-            comparison_table_files(),
+            REPORT_OUTPUTS["comparisons"],
             category="Tables",
             caption="../report/comparison_tables.rst",
         ),
         curves=report(
-            dataset_figure_files("modality_curves"),
+            REPORT_OUTPUTS["curves"],
             category="Figures",
             caption="../report/modality_curves.rst",
         ),
         gaps=report(
-            dataset_figure_files("modality_gap"),
+            REPORT_OUTPUTS["gaps"],
             category="Figures",
             caption="../report/modality_gap.rst",
         ),
         singular_values=report(
-            dataset_figure_files("singular_values"),
+            REPORT_OUTPUTS["singular_values"],
             category="Figures",
             caption="../report/singular_values.rst",
         ),
         history_figures=report(
-            history_figure_files(),
+            REPORT_OUTPUTS["history_figures"],
             category="Figures",
             caption="../report/history_figures.rst",
         ),
         significance=report(
-            dataset_table_files(SIGNIFICANCE_STEM),
+            REPORT_OUTPUTS["significance"],
             category="Tables",
             caption="../report/significance.rst",
         ),
         studies=report(
-            study_table_files(),
+            REPORT_OUTPUTS["studies"],
             category="Tables",
             caption="../report/studies.rst",
         ),
         sweep_figures=report(
-            sweep_files(FIGURE_FORMATS),
+            REPORT_OUTPUTS["sweep_figures"],
             category="Sweeps",
             caption="../report/sweeps.rst",
         ),
         sweep_tables=report(
-            sweep_files(("md", "csv", "tex")),
+            REPORT_OUTPUTS["sweep_tables"],
             category="Sweeps",
             caption="../report/sweeps.rst",
         ),
         cost_tables=report(
-            dataset_table_files(COST_STEM),
+            REPORT_OUTPUTS["cost_tables"],
             category="Tables",
             caption="../report/training_cost.rst",
         ),
         cost_figures=report(
-            dataset_figure_files(COST_STEM),
+            REPORT_OUTPUTS["cost_figures"],
             category="Figures",
             caption="../report/training_cost.rst",
         ),
         # Headline numbers for `dvc metrics show` (the top-level metrics of dvc.yaml).
-        metrics=f"{TABLES}/metrics.json",
+        metrics=REPORT_OUTPUTS["metrics"],
     log:
         "logs/tables.log",
     localrule: True

@@ -7,7 +7,7 @@
 # was built. Checkpoints and train.log are deliberately not outputs: Snakemake deletes the outputs
 # of an interrupted job, and the checkpoints are what let the rerun (--rerun-incomplete) resume
 # instead of starting over (finished seeds only rewrite their outputs). The CLI writes each run's
-# checkpoints to mmbalance.config.checkpoint_dir (<paths.checkpoints>/<dataset>/<method>/<run id>/
+# checkpoints to mmbalance.paths.checkpoint_dir (<paths.checkpoints>/<dataset>/<method>/<run id>/
 # seed<k>/), its own DVC output, so the results the tables need are pulled without them.
 
 

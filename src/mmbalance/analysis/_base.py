@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mmbalance import config
+from mmbalance import config, paths
 from mmbalance.registry import DATASETS
+from mmbalance.runs.files import METRICS
 
 
 class Analysis:
@@ -22,7 +23,7 @@ class Analysis:
     """
 
     name: ClassVar[str] = ""
-    reads: ClassVar[str] = "metrics.json"
+    reads: ClassVar[str] = METRICS
     all_seeds: ClassVar[bool] = True
 
     @dataclasses.dataclass
@@ -46,11 +47,11 @@ class Analysis:
 
     def run_dirs(self, dataset: str, method: str) -> list[Path]:
         """The run directory of each seed the analysis reads."""
-        return [config.run_dir(self.params, dataset, method, seed) for seed in self.seeds()]
+        return [paths.run_dir(self.params, dataset, method, seed) for seed in self.seeds()]
 
     def checkpoint_dirs(self, dataset: str, method: str) -> list[Path]:
-        """The checkpoint directory of each seed the analysis reads (``config.checkpoint_dir``)."""
-        return [config.checkpoint_dir(self.params, dataset, method, seed) for seed in self.seeds()]
+        """The checkpoint directory of each seed the analysis reads (``paths.checkpoint_dir``)."""
+        return [paths.checkpoint_dir(self.params, dataset, method, seed) for seed in self.seeds()]
 
     def inputs(self, dataset: str) -> list[Path]:
         """The run files the analysis needs (workflow inputs): ``reads`` of each run it reads."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,19 +11,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmbalance import config
+from mmbalance import paths
 from mmbalance.data.store import FeatureStore, open_store
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import checkpoint_path, load_checkpoint
 from mmbalance.engine.loop import build_method, eval_batches
 from mmbalance.errors import DataError
-from mmbalance.methods.base import Method
+from mmbalance.methods._base import Method
 from mmbalance.models.model import ModelOutput, MultimodalModel
 from mmbalance.report.aggregate import mean_std
 
 
 def feature_store(params: Mapping[str, Any], dataset: str) -> FeatureStore:
-    return open_store(config.feature_dir(params, dataset))
+    return open_store(paths.feature_dir(params, dataset))
 
 
 def load_model(
@@ -80,19 +79,6 @@ def encode_split(model: nn.Module, data: SplitBatches) -> dict[str, np.ndarray]:
         for m, z in model(batch.inputs).features.items():
             parts.setdefault(m, []).append(z.float().cpu().numpy())
     return {m: np.concatenate(p) for m, p in parts.items()}
-
-
-def read_history(path: Path) -> list[dict[str, str]]:
-    """The rows of one ``history.csv``; a missing or empty file is a :class:`DataError` naming it."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as exc:
-        raise DataError(f"{path}: history file not readable ({exc})") from exc
-    if not rows:
-        raise DataError(f"{path}: empty history file")
-    return rows
 
 
 def history_column(rows: Sequence[Mapping[str, str]], column: str, path: Path) -> np.ndarray:

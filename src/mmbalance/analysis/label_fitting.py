@@ -10,7 +10,6 @@ gap between the best and the worst modality head, mean ± std over seeds.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from mmbalance.errors import ConfigError, DataError
 from mmbalance.io import write_csv
 from mmbalance.registry import register_analysis
 from mmbalance.report.aggregate import mean_std
+from mmbalance.runs.files import METRICS, read_metrics
 
 PROTOCOL = "val_selected"
 
@@ -36,7 +36,7 @@ def label_name(u: float) -> str:
 def test_accuracies(metrics_file: Path, heads: list[str]) -> dict[str, float]:
     """The val-selected test accuracy of each head in one run's ``metrics.json``."""
     try:
-        chosen = json.loads(Path(metrics_file).read_text())["protocols"][PROTOCOL]["test"]
+        chosen = read_metrics(metrics_file)["protocols"][PROTOCOL]["test"]
         return {h: float(chosen[h]["acc"]) for h in heads}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{metrics_file}: no {PROTOCOL} test accuracy of the heads {heads} ({exc})") from exc
@@ -76,7 +76,7 @@ class LabelFitting(Analysis):
             if method not in self.methods():
                 bars[label_name(u)] = {}  # drawn as "not run"
                 continue
-            seeds = [test_accuracies(d / "metrics.json", heads) for d in self.run_dirs(dataset, method)]
+            seeds = [test_accuracies(d / METRICS, heads) for d in self.run_dirs(dataset, method)]
             values = {h: [s[h] for s in seeds] for h in heads}
             values["gap"] = [max(s[m] for m in modalities) - min(s[m] for m in modalities) for s in seeds]
             label = label_name(u)

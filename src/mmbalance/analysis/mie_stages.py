@@ -20,6 +20,7 @@ from mmbalance.analysis._base import Analysis
 from mmbalance.errors import DataError
 from mmbalance.io import write_csv
 from mmbalance.registry import register_analysis
+from mmbalance.runs.files import HISTORY, read_history
 
 STAGE_COLUMN = "stage_modality"
 
@@ -29,7 +30,7 @@ class MIEStages(Analysis):
     """Per-head test accuracy per epoch with MIE's stages shaded by their modality (MIE Figure 3)."""
 
     name = "mie_stages"
-    reads = "history.csv"
+    reads = HISTORY
 
     @dataclasses.dataclass
     class Options:
@@ -53,10 +54,7 @@ class MIEStages(Analysis):
             if method not in self.methods():
                 panels[method] = None
                 continue
-            histories = [
-                (d / "history.csv", runs.read_history(d / "history.csv"))
-                for d in self.run_dirs(dataset, method)
-            ]
+            histories = [(d / HISTORY, read_history(d / HISTORY)) for d in self.run_dirs(dataset, method)]
             stages = [runs.history_column(r, STAGE_COLUMN, p) for p, r in histories]
             if any(not np.array_equal(s, stages[0]) for s in stages):
                 raise DataError(f"{', '.join(str(p) for p, _ in histories)}: the seeds' stages differ")

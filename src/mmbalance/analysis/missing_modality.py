@@ -33,7 +33,7 @@ from mmbalance.analysis._base import Analysis
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.metrics import accuracy
 from mmbalance.io import write_csv
-from mmbalance.methods.base import Method
+from mmbalance.methods._base import Method
 from mmbalance.models.shapley import masked_input
 from mmbalance.registry import register_analysis
 from mmbalance.report.aggregate import mean_std

@@ -22,6 +22,7 @@ from mmbalance.analysis._base import Analysis
 from mmbalance.errors import DataError
 from mmbalance.io import write_csv
 from mmbalance.registry import register_analysis
+from mmbalance.runs.files import HISTORY, read_history
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -44,7 +45,7 @@ class RepresentationGap(Analysis):
     """Modality gap per epoch and a PCA of the last epoch's test features (LFM Figure 2)."""
 
     name = "representation_gap"
-    reads = "history.csv"
+    reads = HISTORY
 
     @dataclasses.dataclass
     class Options:
@@ -64,8 +65,8 @@ class RepresentationGap(Analysis):
         curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
         gap_rows: list[dict[str, Any]] = []
         for method in self.methods():
-            files = [d / "history.csv" for d in self.run_dirs(dataset, method)]
-            histories = [(path, runs.read_history(path)) for path in files]
+            files = [d / HISTORY for d in self.run_dirs(dataset, method)]
+            histories = [(path, read_history(path)) for path in files]
             logged = [f"test_gap_{pairs[0]}" in rows[0] for _, rows in histories]
             if not any(logged):
                 continue  # features of different widths: no gap logged (docs/tables.md)

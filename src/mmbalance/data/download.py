@@ -35,7 +35,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mmbalance import __version__
-from mmbalance.data.datasets.base import file_digest, sha256_file
+from mmbalance.data.datasets._base import file_digest, sha256_file
 from mmbalance.errors import DataError
 from mmbalance.io import atomic_path
 

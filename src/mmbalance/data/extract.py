@@ -6,7 +6,7 @@ Per modality kind: ``spectrogram`` runs the audio front-end named in ``features.
 and stores uint8; ``clip`` stores a video segment as uint8 ``(C, frames, size, size)`` (NVGesture's
 RGB, depth and optical flow, :mod:`mmbalance.data.kinds.clip`); images and text see their kinds.
 
-A clip's own settings of a modality (:attr:`~mmbalance.data.datasets.base.Item.settings`, e.g.
+A clip's own settings of a modality (:attr:`~mmbalance.data.datasets._base.Item.settings`, e.g.
 NVGesture's gesture segment) are merged over the modality's feature settings for that clip.
 
 The raw manifest's per-split clip counts (listed, found, missing; :func:`~mmbalance.data.datasets.
@@ -40,7 +40,7 @@ import librosa
 import numpy as np
 
 from mmbalance import __version__
-from mmbalance.data.datasets.base import (
+from mmbalance.data.datasets._base import (
     MANIFEST,
     SPLIT_DIR,
     SPLITS,

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown
 
 ALGORITHMS = ("farneback", "tvl1")
 FARNEBACK_DEFAULTS: dict[str, float | int] = {
@@ -54,10 +54,13 @@ def check_farneback(params: Any, where: str) -> dict[str, float | int]:
     """The Farnebäck parameters over the defaults; an unknown name or a bad value is a ConfigError."""
     if not isinstance(params, Mapping):
         raise ConfigError(f"features: '{where}': expected a mapping of Farnebäck parameters, got {params!r}")
-    unknown = sorted(set(params) - set(FARNEBACK_DEFAULTS))
-    if unknown:
-        names = ", ".join(FARNEBACK_DEFAULTS)
-        raise ConfigError(f"features: unknown key '{where}.{unknown[0]}' (allowed: {names})")
+    reject_unknown(
+        sorted(params),
+        FARNEBACK_DEFAULTS,
+        prefix=f"{where}.",
+        context="features: ",
+        shown=list(FARNEBACK_DEFAULTS),
+    )
     merged = {**FARNEBACK_DEFAULTS, **params}
     for key, value in merged.items():
         integral = key in INTEGER_PARAMETERS

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mmbalance.data.datasets.base import MANIFEST, SPLITS, sha256_file
+from mmbalance.data.datasets._base import MANIFEST, SPLITS, sha256_file
 from mmbalance.errors import DataError
 
 FORMAT_VERSION = 1

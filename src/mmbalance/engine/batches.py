@@ -31,7 +31,7 @@ from mmbalance.engine.augment import FrameAugment, frame_augment
 from mmbalance.engine.clip_sampling import ClipSampling, clip_sampling
 from mmbalance.engine.prefetch import prefetch
 from mmbalance.engine.settings import EngineSettings
-from mmbalance.methods.base import Batch
+from mmbalance.engine.types import Batch
 
 SPLITS = ("train", "val", "test")
 

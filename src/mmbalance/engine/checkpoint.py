@@ -1,7 +1,7 @@
 """Checkpoint files of a run (written to a temporary name, then renamed) and where they live.
 
 A run keeps in its checkpoint directory (:func:`checkpoint_path`; the workflow's is
-``checkpoints/<dataset>/<method>/<run id>/seed<k>/``, :func:`mmbalance.config.checkpoint_dir`, a tree of
+``checkpoints/<dataset>/<method>/<run id>/seed<k>/``, :func:`mmbalance.paths.checkpoint_dir`, a tree of
 its own so that the results a user pulls stay small; ``<run dir>/ckpt/`` when none is given):
 
 - ``last`` — everything needed to resume (model, optimiser, schedule, method state, RNG states,

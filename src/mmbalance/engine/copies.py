@@ -11,7 +11,7 @@ copy per output for ``super_epoch`` epochs, Wang et al. CVPR 2020 §3.3) gets it
 * the batches are the run's training order (:class:`~mmbalance.engine.batches.SplitBatches`) of
   epochs ``first_epoch … first_epoch + epochs − 1``;
 * per batch: ``zero_grad(set_to_none=True)``, the caller's loss, backward, step — the order of
-  :meth:`mmbalance.methods.base.Method.training_step`, in the run's precision (the loss under its
+  :meth:`mmbalance.methods._base.Method.training_step`, in the run's precision (the loss under its
   autocast; under fp16 with a gradient scaler of the copy's own, :meth:`Precision.fresh`).
 
 Random draws inside the loss (dropout) come from the global generators, so a caller that must leave
@@ -28,7 +28,7 @@ from torch import nn
 
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.precision import Precision
-from mmbalance.methods.base import Batch
+from mmbalance.engine.types import Batch
 
 CopyLoss = Callable[[nn.Module, Batch], torch.Tensor]
 """The loss of one batch for the copy being trained: ``loss(copy, batch)``."""

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.metrics import classification_metrics
-from mmbalance.methods.base import Method
+
+if TYPE_CHECKING:  # the engine knows no method: it finds their classes in the registry
+    from mmbalance.methods._base import Method
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""The one training loop. Methods plug in through :class:`mmbalance.methods.base.Method`.
+"""The one training loop. Methods plug in through :class:`mmbalance.methods._base.Method`, found by name
+in the registry.
 
 Per epoch: ``on_epoch_start`` → ``training_step`` per batch → evaluation on validation and
 test (with the test features' modality gap) → model checkpoints → ``on_epoch_end`` → learning-rate
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,11 +43,14 @@ from mmbalance.engine.precision import Precision
 from mmbalance.engine.protocols import protocol_metrics
 from mmbalance.engine.seeding import configure_determinism, rng_state, seed_everything, set_rng_state
 from mmbalance.engine.settings import EngineSettings
+from mmbalance.engine.types import Context, ModelSpec
 from mmbalance.errors import MMBalanceError
-from mmbalance.io import write_csv, write_json, write_npz
-from mmbalance.methods.base import Context, Method, ModelSpec
 from mmbalance.models.init import initialise_heads
 from mmbalance.registry import METHODS
+from mmbalance.runs import files as run_files
+
+if TYPE_CHECKING:  # the engine knows no method: it finds their classes in the registry
+    from mmbalance.methods._base import Method
 
 log = logging.getLogger("mmbalance.train")
 
@@ -268,7 +272,7 @@ class Trainer:
             row = self.run_epoch(epoch)
             self.history.append(row)
             save_checkpoint(checkpoint_path(self.checkpoint_dir), self.state(epoch))
-            self.write_history()
+            run_files.write_history(self.run_dir, self.history)
             bar.set_postfix(val=f"{row['val_fused_acc']:.3f}", test=f"{row['test_fused_acc']:.3f}")
             log.info(
                 "epoch %d: train loss %.4f, val acc %.4f, test acc %.4f (%.1fs)",
@@ -281,17 +285,10 @@ class Trainer:
         return self.write_outputs()
 
     # --- outputs ---------------------------------------------------------------------------
-    def write_history(self) -> None:
-        columns: list[str] = []
-        for row in self.history:
-            columns += [k for k in row if k not in columns]
-        rows = [{k: row.get(k, "") for k in columns} for row in self.history]
-        write_csv(self.run_dir / "history.csv", rows, columns)
-
     def write_outputs(self) -> dict[str, Any]:
         # History again here: a run killed after its last checkpoint, whose outputs a workflow manager
         # then deleted, resumes with no epoch left to run and must still leave its history.csv.
-        self.write_history()
+        run_files.write_history(self.run_dir, self.history)
         per_head = self.method.select_per_head
         metrics = {
             "dataset": self.cfg["dataset"],
@@ -312,8 +309,7 @@ class Trainer:
         }
         predictions = {"labels": self.batches["test"].labels, "ids": np.array(self.test_ids)}
         predictions.update(self.best_predictions)
-        write_npz(self.run_dir / "predictions.npz", predictions)
-        write_json(self.run_dir / "metrics.json", metrics)
+        run_files.write_outputs(self.run_dir, metrics, predictions)
         return metrics
 
 
@@ -326,5 +322,5 @@ def train(
     checkpoint_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train one run into ``run_dir``, its checkpoints into ``checkpoint_dir`` (default ``run_dir/ckpt``;
-    the CLI passes :func:`mmbalance.config.checkpoint_dir`); returns the content of ``metrics.json``."""
+    the CLI passes :func:`mmbalance.paths.checkpoint_dir`); returns the content of ``metrics.json``."""
     return Trainer(resolved, feature_dir, run_dir, device, checkpoint_dir).fit(progress=progress)

@@ -39,17 +39,3 @@ def describe(device: torch.device) -> dict[str, Any]:
         "system": f"{platform.system()} {platform.machine()}",
         "torch": torch.__version__,
     }
-
-
-def label(machine: dict[str, Any] | None) -> str:
-    """One line for a table note, e.g. ``AMD EPYC 7B13, 2 logical CPUs, 1 torch thread, no accelerator``."""
-    if not machine:
-        return "not recorded (runs trained before mmbalance recorded the machine)"
-    threads = machine.get("torch_threads", "?")
-    accelerator = machine.get("accelerator", "?")
-    accel = "no accelerator" if accelerator.startswith("none") else accelerator
-    system, torch_version = machine.get("system", "?"), machine.get("torch", "?")
-    return (
-        f"{machine.get('cpu', '?')}, {machine.get('logical_cpus', '?')} logical CPUs, {threads} torch "
-        f"thread{'s' if threads != 1 else ''}, {accel}; {system}, torch {torch_version}"
-    )

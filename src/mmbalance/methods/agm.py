@@ -45,7 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
+from mmbalance.engine.types import Batch, Context, ModelSpec
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.model import build_model
 from mmbalance.models.shapley import ShapleyModel
 from mmbalance.registry import register_method

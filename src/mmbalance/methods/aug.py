@@ -67,8 +67,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.boosted import BoostedClassifiers
 from mmbalance.models.encoders.adapters import build_encoder
 from mmbalance.models.init import initialise_heads

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from mmbalance.methods.base import Method
+from mmbalance.methods._base import Method
 from mmbalance.models.mmtm import build_mmtm_model
 from mmbalance.registry import register_method
 

@@ -37,14 +37,14 @@ steps each branch on ``½CE_m² − ηπ_m`` rather than ``CE_m``; the spec's ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mmbalance.methods.base import Batch, Context, Logs, Method
-from mmbalance.models.model import ModelOutput, build_model
+from mmbalance.engine.types import Batch, Context
+from mmbalance.methods._base import Logs, Method
+from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
 
 FUSED_HIDDEN = (64,)
@@ -75,6 +75,7 @@ def joint_objective(ce: Scores, ce_fused: torch.Tensor, penalties: Scores, eta: 
 class DOMFN(Method):
     """Unimodal heads and a fused MLP; fuse only when the modality outputs do not diverge."""
 
+    fusion = "unimodal_and_joint"
     dataset_settings: ClassVar[tuple[str, ...]] = ("pretrain_epochs",)
 
     @dataclass
@@ -86,11 +87,8 @@ class DOMFN(Method):
         reference: str = field(default="mean", metadata={"choices": ("mean", "fused")})
         decision: str = field(default="batch", metadata={"choices": ("batch", "sample")})
 
-    def build(self) -> nn.Module:
-        spec = self.spec
-        return build_model(
-            spec.modalities, spec.encoders, "unimodal_and_joint", spec.num_classes, hidden=FUSED_HIDDEN
-        )
+    def fusion_options(self) -> dict[str, Any]:
+        return {"hidden": FUSED_HIDDEN}
 
     def on_epoch_start(self, ctx: Context) -> Logs:
         """The fused network is frozen during pre-training (the code's ``pre_train`` leaves it out)."""

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from mmbalance.methods.base import Batch, Context, Logs, Method
-from mmbalance.models.model import ModelOutput, build_model
+from mmbalance.engine.types import Batch, Context
+from mmbalance.methods._base import Logs, Method
+from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
 
 
@@ -97,13 +97,11 @@ def evidential_loss(alpha: torch.Tensor, labels: torch.Tensor, annealing: float)
 class ETMC(Method):
     """Evidential heads per modality and a pseudo view, fused by Dempster–Shafer combination."""
 
+    fusion = "unimodal_and_joint"
+
     @dataclass
     class Options:
         annealing_epoch: int = 10
-
-    def build(self) -> nn.Module:
-        spec = self.spec
-        return build_model(spec.modalities, spec.encoders, "unimodal_and_joint", spec.num_classes)
 
     def opinions(self, outputs: ModelOutput) -> dict[str, torch.Tensor]:
         """Dirichlet parameters of each modality, the pseudo view and their combination."""

@@ -53,8 +53,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, Logs, ModelSpec
+from mmbalance.methods._base import Logs
 from mmbalance.methods.channel import Channel
 from mmbalance.models.mmtm import GateOverride, MMTMModel
 from mmbalance.models.model import ModelOutput

@@ -27,7 +27,7 @@ the released code). Paper-vs-code variants (methods.md §A1.5) and their switche
   on the batch's statistics, running statistics updated), eval mode from epoch 1; ``train`` —
   BalanceBenchmark, which calls ``model.train()`` before every α step.
 * The paper's hyper-gradient solves ``(H + cg_damping·I) v = ∇_θ L_CLS(val)`` by ``cg_steps`` CG
-  steps (:mod:`mmbalance.methods.hypergrad`); the steps run and the stop reason of each epoch's
+  steps (:mod:`mmbalance.methods._hypergrad`); the steps run and the stop reason of each epoch's
   solve are logged (``cg_steps``, ``cg_stop``, ``cg_residual``).
 * 3 modalities: ``L_MM`` averaged over modality pairs (paper unspecified; BalanceBenchmark's reading).
 """
@@ -42,11 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import MMBalanceError
-from mmbalance.methods import lfm_schedules as schedules
-from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
-from mmbalance.methods.hypergrad import grads, hypergradient
-from mmbalance.methods.lfm_losses import info_nce, js_code, pairwise_mean
+from mmbalance.methods import _lfm_schedules as schedules
+from mmbalance.methods._base import Logs, Method
+from mmbalance.methods._hypergrad import grads, hypergradient
+from mmbalance.methods._lfm_losses import info_nce, js_code, pairwise_mean
 from mmbalance.models.model import ModelOutput, build_model, in_mode
 from mmbalance.models.projections import project, width_projections
 from mmbalance.registry import register_method
@@ -201,7 +202,7 @@ class LFM(Method):
         ``L_Total`` on the epoch's first ``alpha_batch`` training samples, ``L_CLS`` on the held-out
         validation batch, ``cg_steps`` CG iterations (damping λ = ``cg_damping``) for the
         inverse-Hessian product. Returns ``alpha_grad`` and the CG solve's ``cg_steps``, ``cg_stop``
-        (:data:`mmbalance.methods.hypergrad.STOP_REASONS`) and ``cg_residual``.
+        (:data:`mmbalance.methods._hypergrad.STOP_REASONS`) and ``cg_residual``.
         """
         train, val = self.held_out(ctx, "train", ctx.epoch), self.held_out(ctx, "val", 0)
         params = [p for p in ctx.model.parameters() if p.requires_grad]

@@ -6,9 +6,9 @@ Training alternates over modalities in stages (Alg. 1): stage ``s`` trains only 
 ``epoch_list``; the list is cycled, so ``[25, 50]`` is CREMA-D's ``[25, 50]×6``). The other
 modalities are frozen for the stage (``requires_grad`` off, so they get no gradient, as in the
 code where they are not in the graph). Per batch of stage ``s``: a SAM step on ``θ_j`` (Eq. 3–4,
-:mod:`mmbalance.methods.sam`), then for ``s > 0`` the gradient modification of ``j``'s head
+:mod:`mmbalance.methods._sam`), then for ``s > 0`` the gradient modification of ``j``'s head
 Linear weights by the matrices ``T`` of the previously trained modality (Eq. 7–8,
-:mod:`mmbalance.methods.gradient_modification`), then the optimiser step. At the end of each stage
+:mod:`mmbalance.methods._gradient_modification`), then the optimiser step. At the end of each stage
 ``T`` of its modality is built from one eval-mode pass over the training data (Eq. 5), and the
 singular values of each ``Ȳ`` are logged (``sv_<m>_<layer>_max`` / ``_mean``, the paper's Table 5).
 Inference: late fusion of the per-modality probabilities (§3.3).
@@ -58,17 +58,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmbalance.engine.precision import Precision
+from mmbalance.engine.types import Batch, Context
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, Logs, Method
-from mmbalance.methods.gradient_modification import (
+from mmbalance.methods._base import Logs, Method
+from mmbalance.methods._gradient_modification import (
     ModifiableLayer,
     cumulative_input_covariance,
     modification_matrix,
     modify_gradients,
     scope_layers,
 )
-from mmbalance.methods.sam import code_sam_loss, faithful_sam_gradients
-from mmbalance.models.model import ModelOutput, MultimodalModel, build_model
+from mmbalance.methods._sam import code_sam_loss, faithful_sam_gradients
+from mmbalance.models.model import ModelOutput, MultimodalModel
 from mmbalance.registry import register_method
 
 
@@ -161,14 +162,8 @@ class MIE(Method):
         self.best_f1 = -math.inf
         self.best_weights: dict[str, torch.Tensor] | None = None
 
-    def build(self) -> nn.Module:
-        return build_model(
-            self.spec.modalities,
-            self.spec.encoders,
-            self.fusion,
-            self.spec.num_classes,
-            hidden=tuple(self.options.head_hidden),
-        )
+    def fusion_options(self) -> dict[str, Any]:
+        return {"hidden": tuple(self.options.head_hidden)}
 
     def stage_at(self, epoch: int) -> Stage:
         return stage_at(epoch, self.options.stage_epochs, self.modalities)

@@ -11,11 +11,9 @@ probe heads on detached features (their own CE, no gradient into the encoders).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from torch import nn
-
-from mmbalance.methods.base import Method
-from mmbalance.models.model import build_model
+from mmbalance.methods._base import Method
 from mmbalance.registry import register_method
 
 
@@ -30,13 +28,5 @@ class MLLSTM(Method):
         hidden: int = 512
         layers: int = 2
 
-    def build(self) -> nn.Module:
-        spec, opts = self.spec, self.options
-        return build_model(
-            spec.modalities,
-            spec.encoders,
-            self.fusion,
-            spec.num_classes,
-            hidden=opts.hidden,
-            layers=opts.layers,
-        )
+    def fusion_options(self) -> dict[str, Any]:
+        return {"hidden": self.options.hidden, "layers": self.options.layers}

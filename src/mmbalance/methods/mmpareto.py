@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from mmbalance.engine.precision import Precision
-from mmbalance.methods.base import Batch, Context, Logs, Method
+from mmbalance.engine.types import Batch, Context
+from mmbalance.methods._base import Logs, Method
 from mmbalance.registry import register_method
 
 FP32 = Precision()

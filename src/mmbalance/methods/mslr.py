@@ -31,8 +31,9 @@ from typing import Any, ClassVar
 
 from torch import nn
 
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
 

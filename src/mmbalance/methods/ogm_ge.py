@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mmbalance.methods.base import Batch, Context, Logs, Method
+from mmbalance.engine.types import Batch, Context
+from mmbalance.methods._base import Logs, Method
 from mmbalance.models.model import ModelOutput
 from mmbalance.registry import register_method
 

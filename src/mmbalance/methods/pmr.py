@@ -34,7 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
+from mmbalance.engine.types import Batch, Context, ModelSpec
+from mmbalance.methods._base import Logs, Method
 from mmbalance.methods.ogm_ge import modulation_coefficients
 from mmbalance.models.model import ModelOutput, MultimodalModel
 from mmbalance.registry import register_method

@@ -53,9 +53,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.errors import ConfigError
-from mmbalance.methods.base import Batch, Context, Logs, Method, ModelSpec
-from mmbalance.models.model import ModelOutput, MultimodalModel, build_model
+from mmbalance.methods._base import Logs, Method
+from mmbalance.models.model import ModelOutput, MultimodalModel
 from mmbalance.registry import register_method
 
 BOOST, CORRECT = "boost", "correct"
@@ -137,15 +138,8 @@ class ReconBoost(Method):
             )
         self.stage = 0
 
-    def build(self) -> nn.Module:
-        return build_model(
-            self.spec.modalities,
-            self.spec.encoders,
-            self.fusion,
-            self.spec.num_classes,
-            hidden=tuple(self.options.head_hidden),
-            boost_rate=self.options.boost_rate,
-        )
+    def fusion_options(self) -> dict[str, Any]:
+        return {"hidden": tuple(self.options.head_hidden), "boost_rate": self.options.boost_rate}
 
     # --- schedule ----------------------------------------------------------------------------
     def phase_at(self, epoch: int) -> Phase:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mmbalance.models.fusions.base import Fusion, FusionOutput
+from mmbalance.models.fusions._base import Fusion, FusionOutput
 
 
 class BoostedClassifiers(Fusion):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mmbalance.errors import ConfigError
-from mmbalance.models.fusions.base import Fusion
+from mmbalance.models.fusions._base import Fusion
 from mmbalance.models.model import ModelOutput, MultimodalModel, build_encoders
 from mmbalance.registry import FUSIONS
 

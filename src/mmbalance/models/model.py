@@ -11,7 +11,7 @@ from torch import nn
 
 from mmbalance.errors import ConfigError
 from mmbalance.models.encoders.adapters import build_encoder
-from mmbalance.models.fusions.base import Fusion, FusionOutput
+from mmbalance.models.fusions._base import Fusion, FusionOutput
 from mmbalance.registry import FUSIONS
 
 

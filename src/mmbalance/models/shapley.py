@@ -37,7 +37,7 @@ import math
 import torch
 from torch import nn
 
-from mmbalance.models.fusions.base import Fusion, FusionOutput
+from mmbalance.models.fusions._base import Fusion, FusionOutput
 from mmbalance.models.model import ModelOutput, MultimodalModel, in_mode
 
 Coalition = frozenset[str]

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import csv
 import itertools
-import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmbalance.errors import DataError, MMBalanceError
 from mmbalance.io import atomic_open
+from mmbalance.runs.files import read_metrics
 
 SUMMARY_COLUMNS = (
     "dataset",
@@ -82,14 +82,7 @@ class _Run:
 def _load_run(path: Path) -> _Run:
     """Read and check one ``metrics.json``; any problem is a :class:`DataError` naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: metrics file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: corrupt metrics file ({exc})") from exc
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: corrupt metrics file (top level is not an object)")
+    data = read_metrics(path)
     for key, kind in (("dataset", str), ("method", str), ("run_id", str), ("seed", int), ("protocols", dict)):
         if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
             raise DataError(f"{path}: corrupt metrics file ('{key}' missing or not a {kind.__name__})")
@@ -271,3 +264,20 @@ def read_summary(summary_csv: Path) -> list[dict[str, Any]]:
             ]
         except (TypeError, ValueError) as exc:
             raise DataError(f"{summary_csv}: corrupt summary file (line {reader.line_num}: {exc})") from exc
+
+
+def index_summary(
+    rows: Sequence[Mapping[str, Any]], source: Path, dataset: str
+) -> dict[tuple, Mapping[str, Any]]:
+    """Summary rows of ``dataset`` keyed by (method, protocol, split, head, metric); no duplicates allowed."""
+    index: dict[tuple, Mapping[str, Any]] = {}
+    for row in rows:
+        if row["dataset"] != dataset:
+            continue
+        key = (row["method"], row["protocol"], row["split"], row["head"], row["metric"])
+        if key in index:
+            raise DataError(
+                f"{source}: {'/'.join(key)} appears twice (run ids {index[key]['run_id']}, {row['run_id']})"
+            )
+        index[key] = row
+    return index

@@ -14,25 +14,23 @@ cannot miss any (synthav), gets no note.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mmbalance.data.datasets.base import SPLITS, Dataset
 from mmbalance.errors import DataError
-from mmbalance.registry import DATASETS
 from mmbalance.report.aggregate import CLIP_COUNTS, CLIPS
+from mmbalance.report.plan import DatasetFacts
 
-if TYPE_CHECKING:
-    from mmbalance.report.results import Results
-
+SPLITS = ("train", "val", "test")
+"""The dataset splits in the order a footnote names them (others follow, sorted)."""
 Counts = dict[str, dict[str, int]]
 """split → ``{"listed": n, "found": f, "missing": m}``."""
 
 
 def clip_counts(index: Mapping[tuple, Mapping[str, Any]], source: Path) -> Counts | None:
     """The clip counts in one dataset's summary rows, keyed as by
-    :func:`~mmbalance.report.tables.index_summary` (None: the runs report none).
+    :func:`~mmbalance.report.aggregate.index_summary` (None: the runs report none).
 
     Raises:
         DataError: a count is not a whole number, or two methods report different counts (their
@@ -58,8 +56,8 @@ def clip_counts(index: Mapping[tuple, Mapping[str, Any]], source: Path) -> Count
     return counts
 
 
-def missing_clip_note(dataset: str, counts: Counts | None) -> str | None:
-    """The footnote of ``dataset`` (None when no clip is missing)."""
+def missing_clip_note(dataset: str, counts: Counts | None, facts: DatasetFacts | None) -> str | None:
+    """The footnote of ``dataset`` (None when no clip is missing), in the words of its ``facts``."""
     if counts is None:
         return None
     parts = [
@@ -69,15 +67,12 @@ def missing_clip_note(dataset: str, counts: Counts | None) -> str | None:
     ]
     if not parts:
         return None
-    plugin = DATASETS.get(dataset) if dataset in DATASETS else Dataset
+    if facts is None:
+        raise DataError(
+            f"{dataset}: {parts[0]} clips are missing, and the report was not told how to word it"
+        )
     listing = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
     return (
-        f"{dataset}: {listing} {plugin.unit} were unavailable ({plugin.missing_reason}); numbers are on "
-        f"the remaining {plugin.unit}."
+        f"{dataset}: {listing} {facts.unit} were unavailable ({facts.missing_reason}); numbers are on "
+        f"the remaining {facts.unit}."
     )
-
-
-def missing_clip_notes(results: Results, datasets: Iterable[str]) -> list[str]:
-    """The footnotes of the ``datasets`` a table shows, in that order, for those with missing clips."""
-    notes = (missing_clip_note(dataset, results.clip_counts(dataset)) for dataset in dict.fromkeys(datasets))
-    return [note for note in notes if note]

@@ -27,7 +27,7 @@ Counts = tuple[int, int]
 
 def unconverged_seeds(index: Mapping[tuple, Mapping[str, Any]], method: str) -> Counts | None:
     """How many of ``method``'s seeds did not converge, of how many, from one dataset's summary rows
-    keyed as by :func:`~mmbalance.report.tables.index_summary` (None: its runs record no convergence).
+    keyed as by :func:`~mmbalance.report.aggregate.index_summary` (None: its runs record no convergence).
     A seed counts as not converged when any of its selection series did not."""
     failed: set[str] = set()
     seeds: set[str] = set()

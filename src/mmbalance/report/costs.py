@@ -9,19 +9,19 @@ test splits; it does not cover process start, data loading set-up or checkpoint 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mmbalance.engine.machine import label as machine_label
 from mmbalance.errors import DataError
 from mmbalance.report.aggregate import mean_std
-from mmbalance.report.figures import _new_figure, _read_columns, _save, _title_and_layout, wrap_title
+from mmbalance.report.figures import _new_figure, _save, _title_and_layout, wrap_title
 from mmbalance.report.tables import NO_STD, NOT_APPLICABLE, NOT_RUN, Table, write_table
+from mmbalance.runs.files import HISTORY, METRICS, history_columns, read_metrics
 
 COST_STEM = "training_cost"
 REFERENCE = "concat"
@@ -39,17 +39,27 @@ class RunCost:
 
 def run_cost(run_dir: Path) -> RunCost:
     """The cost of one finished run from its ``history.csv`` and ``metrics.json``."""
-    history = _read_columns(Path(run_dir) / "history.csv", {"seconds": "seconds"})
+    history = history_columns(Path(run_dir) / HISTORY, {"seconds": "seconds"})
     if "seconds" not in history or np.isnan(history["seconds"]).any():
-        raise DataError(f"{Path(run_dir) / 'history.csv'}: no 'seconds' for every epoch")
+        raise DataError(f"{Path(run_dir) / HISTORY}: no 'seconds' for every epoch")
     seconds = history["seconds"]
-    path = Path(run_dir) / "metrics.json"
-    try:
-        machine = json.loads(path.read_text(encoding="utf-8")).get("machine")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: corrupt metrics file ({exc})") from exc
+    machine = read_metrics(Path(run_dir) / METRICS).get("machine")
     total = math.fsum(seconds)
     return RunCost(len(seconds), total, total / len(seconds), machine_label(machine))
+
+
+def machine_label(machine: dict[str, Any] | None) -> str:
+    """One line for a table note, e.g. ``AMD EPYC 7B13, 2 logical CPUs, 1 torch thread, no accelerator``."""
+    if not machine:
+        return "not recorded (runs trained before mmbalance recorded the machine)"
+    threads = machine.get("torch_threads", "?")
+    accelerator = machine.get("accelerator", "?")
+    accel = "no accelerator" if accelerator.startswith("none") else accelerator
+    system, torch_version = machine.get("system", "?"), machine.get("torch", "?")
+    return (
+        f"{machine.get('cpu', '?')}, {machine.get('logical_cpus', '?')} logical CPUs, {threads} torch "
+        f"thread{'s' if threads != 1 else ''}, {accel}; {system}, torch {torch_version}"
+    )
 
 
 def _format_seconds(mean: float, std: float) -> str:

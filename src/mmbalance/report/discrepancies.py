@@ -19,7 +19,6 @@ from pathlib import Path
 import yaml
 
 from mmbalance.errors import ConfigError
-from mmbalance.report.clips import missing_clip_notes
 from mmbalance.report.convergence import Marks
 from mmbalance.report.layouts import OUR_METRICS
 from mmbalance.report.paper_tables import PAPER_PROTOCOLS
@@ -170,7 +169,7 @@ def build_discrepancy_table(
                 if settings is not None
                 else []
             ),
-            *missing_clip_notes(results, datasets),
+            *results.missing_clip_notes(datasets),
             *marks.notes(),
         ],
         label=f"tab:{DISCREPANCY_STEM}_{protocol}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,12 @@ from matplotlib.ticker import MaxNLocator
 
 from mmbalance.errors import DataError, MMBalanceError
 from mmbalance.io import atomic_path
+from mmbalance.runs.files import history_columns, history_header
 
+MODALITY_CURVES_STEM = "modality_curves"
+MODALITY_GAP_STEM = "modality_gap"
+SINGULAR_VALUES_STEM = "singular_values"
+"""The per-dataset figures of every run's history: ``<dataset>_<stem>``."""
 DPI = 150
 MAX_COLUMNS = 3
 LEGEND_INSIDE = 6
@@ -29,28 +33,9 @@ TITLE_PAD = 0.1
 _NO_TIMESTAMP = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
 
-def _read_columns(path: Path, columns: Mapping[str, str]) -> dict[str, np.ndarray]:
-    """``epoch`` and the ``columns`` (name → CSV column) present in one ``history.csv``, as floats."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: history file not found")
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        if not rows or "epoch" not in rows[0]:
-            raise ValueError("no rows or no 'epoch' column")
-        present = {"epoch": "epoch"} | {name: col for name, col in columns.items() if col in rows[0]}
-        return {
-            name: np.array([float(row[col]) if row[col] not in ("", None) else math.nan for row in rows])
-            for name, col in present.items()
-        }
-    except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
-        raise DataError(f"{path}: corrupt history file ({exc})") from exc
-
-
 def _read_curves(path: Path, heads: Sequence[str]) -> dict[str, np.ndarray]:
     """Test accuracy per head (plus ``epoch``) from one ``history.csv``; absent head columns are left out."""
-    return _read_columns(path, {h: f"test_{h}_acc" for h in heads})
+    return history_columns(path, {h: f"test_{h}_acc" for h in heads})
 
 
 def _seed_stats(curves: Sequence[Mapping[str, np.ndarray]], head: str, ddof: int) -> tuple[np.ndarray, ...]:
@@ -144,7 +129,7 @@ def plot_history_columns(
     fig.set_size_inches(6.4 + (2.8 if outside else 0.0), 4.2)
     ax = axes[0]
     for (label, (files, column)), (colour, style) in zip(lines.items(), line_styles(len(lines)), strict=True):
-        curves = [_read_columns(path, {"value": column}) for path in files]
+        curves = [history_columns(path, {"value": column}) for path in files]
         missing = [str(p) for p, curve in zip(files, curves, strict=True) if "value" not in curve]
         if missing:
             raise DataError(f"{', '.join(missing)}: no '{column}' column")
@@ -320,12 +305,7 @@ _SINGULAR = re.compile(r"^sv_(?P<modality>.+)_(?P<layer>[^_]+)_max$")
 
 def _singular_columns(path: Path) -> list[tuple[str, str]]:
     """(modality, layer) of every ``sv_<modality>_<layer>_max`` column of one ``history.csv``."""
-    try:
-        with Path(path).open(newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), [])
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: corrupt history file ({exc})") from exc
-    return [(m["modality"], m["layer"]) for m in map(_SINGULAR.match, header) if m]
+    return [(m["modality"], m["layer"]) for m in map(_SINGULAR.match, history_header(path)) if m]
 
 
 def plot_singular_values(
@@ -371,7 +351,7 @@ def plot_singular_values(
                 for stat, style, name in (("max", "-", "max"), ("mean", "--", "average")):
                     column = f"sv_{modality}_{layer}_{stat}"
                     files = history_files[method]
-                    curves = [_read_columns(path, {"value": column}) for path in files]
+                    curves = [history_columns(path, {"value": column}) for path in files]
                     missing = [str(p) for p, curve in zip(files, curves, strict=True) if "value" not in curve]
                     if missing:
                         raise DataError(f"{', '.join(missing)}: no '{column}' column, which other seeds have")

@@ -16,6 +16,9 @@ from typing import Any
 from mmbalance.io import write_json
 from mmbalance.report.aggregate import CLIPS, read_summary
 
+HEADLINE = "metrics.json"
+"""The headline metrics' file in the tables folder (dvc.yaml's ``metrics``)."""
+
 
 def headline_metrics(summaries: Mapping[str, Path]) -> dict[str, Any]:
     """Test-split mean and std per dataset, method, protocol, head and metric."""

@@ -38,8 +38,7 @@ from typing import Any
 
 import yaml
 
-from mmbalance.errors import ConfigError
-from mmbalance.registry import DATASETS
+from mmbalance.errors import ConfigError, reject_unknown
 from mmbalance.report.published import Published, shipped
 
 SPEC_KEYS = frozenset({"method", "paper_method", "setting", "metric", "head", "history", "source"})
@@ -60,9 +59,10 @@ class DatasetInfo:
     modalities: tuple[str, ...] | None = None
     stand_in: bool = False
 
-    def modality_order(self) -> tuple[str, ...]:
-        """The modalities in the papers' order; the registered order where the file gives none."""
-        registered = tuple(DATASETS.get(self.name).modalities) if self.name in DATASETS else None
+    def modality_order(self, registered: Sequence[str] | None) -> tuple[str, ...]:
+        """The modalities in the papers' order; the ``registered`` order (the dataset's, None: unknown)
+        where the file gives none."""
+        registered = None if registered is None else tuple(registered)
         if self.modalities is None:
             if registered is None:
                 raise ConfigError(f"datasets.yaml: {self.name}: no modalities listed and not registered")
@@ -175,9 +175,7 @@ class Layout:
 def _check_keys(where: str, entry: Any, allowed: set[str] | frozenset[str], required: Sequence[str]) -> None:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping, got {entry!r}")
-    unknown = sorted(set(entry) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
+    reject_unknown(sorted(entry), allowed, context=f"{where}: ")
     missing = [key for key in required if key not in entry]
     if missing:
         raise ConfigError(f"{where}: missing key '{missing[0]}'")

@@ -16,7 +16,6 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mmbalance.report.clips import missing_clip_notes
 from mmbalance.report.convergence import Marks
 from mmbalance.report.layouts import (
     FUSED,
@@ -170,7 +169,9 @@ def build_paper_table(
             cells.append(_run_label(row))
         for group in groups:
             has_results = group.dataset in results.datasets
-            modalities = infos[group.dataset].modality_order() if has_results else ()
+            modalities = (
+                infos[group.dataset].modality_order(results.modalities(group.dataset)) if has_results else ()
+            )
             for column in group.columns:
                 spec = layout.spec(row, column)
                 values = our_values(results, group.dataset, spec, protocol or "last", modalities)
@@ -199,7 +200,7 @@ def build_paper_table(
         notes=_table_notes(layout, protocol, groups, ddof)
         + notes.lines()
         + list(layout.notes)
-        + missing_clip_notes(results, [group.dataset for group in groups])
+        + results.missing_clip_notes([group.dataset for group in groups])
         + marks.notes(),
         label=f"tab:{layout.id}" + (f"_{protocol}" if protocol else ""),
         wide=True,

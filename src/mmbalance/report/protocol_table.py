@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mmbalance.report.clips import missing_clip_notes
 from mmbalance.report.convergence import Marks
 from mmbalance.report.results import Results, Stat, paired_difference
 from mmbalance.report.tables import (
@@ -101,7 +100,7 @@ def build_protocol_table(
             "modality's own model, selected on its own accuracy.",
             f"Cells: mean ± {std_kind} over seeds in percent (points for the inflation); {NO_STD} = std "
             f"undefined; {NOT_RUN} = no results.",
-            *missing_clip_notes(results, datasets),
+            *results.missing_clip_notes(datasets),
             *marks.notes(),
         ],
         label=f"tab:{PROTOCOL_STEM}",

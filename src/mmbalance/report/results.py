@@ -7,22 +7,20 @@ seeds, from cached metrics alone.
 
 from __future__ import annotations
 
-import csv
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmbalance.errors import DataError
-from mmbalance.report.aggregate import mean_std, read_summary
-from mmbalance.report.clips import Counts, clip_counts
+from mmbalance.report.aggregate import index_summary, mean_std, read_summary
+from mmbalance.report.clips import Counts, clip_counts, missing_clip_note
 from mmbalance.report.convergence import Counts as ConvergenceCounts
 from mmbalance.report.convergence import unconverged_seeds
-from mmbalance.report.tables import index_summary
+from mmbalance.report.plan import DatasetFacts
+from mmbalance.runs.files import last_logged, seed_of
 
 SeedValues = dict[int, float]
-_SEED_DIR = re.compile(r"^seed(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -54,28 +52,6 @@ def spread(per_head: Sequence[SeedValues]) -> SeedValues | None:
     return {seed: max(v[seed] for v in per_head) - min(v[seed] for v in per_head) for seed in seeds}
 
 
-def seed_of(path: Path) -> int:
-    """The seed of a run from its directory name (``…/seed<k>/history.csv``, any file of the run)."""
-    match = _SEED_DIR.match(Path(path).parent.name)
-    if match is None:
-        raise DataError(f"{path}: not in a seed<k> run directory")
-    return int(match[1])
-
-
-def last_logged(path: Path, column: str) -> float | None:
-    """The last non-empty value of ``column`` in one ``history.csv`` (None: no such column, or never
-    logged)."""
-    try:
-        with Path(path).open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if column not in (reader.fieldnames or ()):
-                return None
-            values = [row[column] for row in reader if row[column] not in ("", None)]
-        return float(values[-1]) if values else None
-    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
-        raise DataError(f"{path}: corrupt history file ({exc})") from exc
-
-
 class Results:
     """The summaries and histories of the datasets that have results.
 
@@ -84,6 +60,7 @@ class Results:
         histories: dataset → method → the ``history.csv`` of each of its finished seeds.
         predictions: dataset → method → the ``predictions.npz`` of each of its finished seeds (the
             val-selected test predictions, for the bootstrap of :mod:`mmbalance.report.significance`).
+        facts: dataset → its modalities and the words of its missing-clip footnote.
     """
 
     def __init__(
@@ -91,7 +68,9 @@ class Results:
         summaries: Mapping[str, Path],
         histories: Mapping[str, Mapping[str, Sequence[Path]]] | None = None,
         predictions: Mapping[str, Mapping[str, Sequence[Path]]] | None = None,
+        facts: Mapping[str, DatasetFacts] | None = None,
     ) -> None:
+        self._facts = dict(facts or {})
         self._sources = {dataset: Path(path) for dataset, path in summaries.items()}
         self._index = {
             dataset: index_summary(read_summary(path), path, dataset)
@@ -132,6 +111,19 @@ class Results:
         if dataset not in self._index:
             return None
         return clip_counts(self._index[dataset], self._sources[dataset])
+
+    def modalities(self, dataset: str) -> tuple[str, ...] | None:
+        """The modalities of ``dataset`` in the model's order (None: not described)."""
+        facts = self._facts.get(dataset)
+        return None if facts is None else facts.modalities
+
+    def missing_clip_notes(self, datasets: Iterable[str]) -> list[str]:
+        """The footnotes of the ``datasets`` a table shows, in that order, for those with missing clips."""
+        notes = (
+            missing_clip_note(dataset, self.clip_counts(dataset), self._facts.get(dataset))
+            for dataset in dict.fromkeys(datasets)
+        )
+        return [note for note in notes if note]
 
     def unconverged(self, dataset: str, method: str) -> ConvergenceCounts | None:
         """(seeds that did not converge, seeds) of one run (None: no results, or no convergence recorded)."""

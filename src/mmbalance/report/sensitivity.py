@@ -15,15 +15,14 @@ For every sweep of ``experiment.sweeps`` and dataset, ``<dataset>_sweep_<name>``
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmbalance import sweeps
-from mmbalance.config import method_options
 from mmbalance.report.figures import _new_figure, _save, _title_and_layout, wrap_title
+from mmbalance.report.plan import SweepPlan
 from mmbalance.report.results import Results, Stat
 from mmbalance.report.significance import Settings, compare, rule_notes
 from mmbalance.report.tables import NOT_APPLICABLE, NOT_RUN, Table, format_pct, write_table
@@ -33,9 +32,9 @@ LOG_SPAN = 100.0
 """Positive values spanning at least this ratio get a log axis."""
 
 
-def sweep_stems(params: Mapping[str, Any], dataset: str) -> list[str]:
-    """The output stems of the selected sweeps on ``dataset`` (known before any result exists)."""
-    return [f"{dataset}_sweep_{sweep.name}" for sweep in sweeps.selected_on(params, dataset)]
+def sweep_stem(dataset: str, sweep: str) -> str:
+    """The output stem of ``sweep`` on ``dataset``: ``<dataset>_sweep_<name>``."""
+    return f"{dataset}_sweep_{sweep}"
 
 
 def _x(value: Any) -> float | None:
@@ -53,6 +52,11 @@ def _label(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _rows(sweep: SweepPlan) -> list[tuple[tuple[Any, ...], str, bool]]:
+    """(values, run, is default) per point of the sweep, the default run last when no point is it."""
+    return [(row.values, row.run, row.is_default) for row in sweep.rows]
+
+
 def _stat(results: Results, dataset: str, run: str, seeds: Sequence[int], ddof: int) -> Stat | None:
     values = results.values(dataset, run, PROTOCOL, "fused", "acc")
     if values is None:
@@ -61,31 +65,18 @@ def _stat(results: Results, dataset: str, run: str, seeds: Sequence[int], ddof: 
     return Stat.of(chosen, ddof) if chosen else None
 
 
-def _rows(
-    params: Mapping[str, Any], sweep: sweeps.Sweep, dataset: str
-) -> list[tuple[tuple[Any, ...], str, bool]]:
-    """(values, run, is default) per point; the default run is appended when no point is the default."""
-    points = sweeps.points(params, sweep, dataset)
-    rows = [(p.values, p.run, p.is_default) for p in points]
-    if not any(p.is_default for p in points):
-        default = method_options(params, sweep.method, dataset=dataset)
-        rows.append((tuple(default[o] for o in sweep.options), sweep.method, True))
-    return rows
-
-
 def build_sweep_table(
     results: Results,
-    params: Mapping[str, Any],
-    sweep: sweeps.Sweep,
+    sweep: SweepPlan,
     dataset: str,
     settings: Settings,
     ddof: int = 1,
 ) -> Table:
     """The numbers behind one sweep's figure, with the paired differences and their marks."""
-    seeds = sweeps.seeds(params)
+    seeds = list(sweep.seeds)
     reference = sweep.references[0] if sweep.references else None
     rows = []
-    for values, run, is_default in _rows(params, sweep, dataset):
+    for values, run, is_default in _rows(sweep):
         cells = [_label(v) for v in values] + [run + (" (default)" if is_default else "")]
         stat = _stat(results, dataset, run, seeds, ddof)
         if stat is None:
@@ -131,16 +122,15 @@ def build_sweep_table(
 
 def plot_sweep(
     results: Results,
-    params: Mapping[str, Any],
-    sweep: sweeps.Sweep,
+    sweep: SweepPlan,
     dataset: str,
     out_path: Path,
     formats: Sequence[str],
     ddof: int = 1,
 ) -> list[Path]:
     """The sweep's figure (module docstring); points without results are left out and named in the title."""
-    seeds = sweeps.seeds(params)
-    rows = _rows(params, sweep, dataset)
+    seeds = list(sweep.seeds)
+    rows = _rows(sweep)
     first = [values[0] for values, _, _ in rows]
     numeric = all(_x(v) is not None for v in first)
     categories = list(dict.fromkeys(_label(v) for v in first))
@@ -199,19 +189,18 @@ def plot_sweep(
 
 def write_sweeps(
     results: Results,
-    params: Mapping[str, Any],
+    sweeps: Sequence[SweepPlan],
     out_dir: Path,
     dataset: str,
     formats: Sequence[str],
+    settings: Settings,
     *,
     ddof: int = 1,
 ) -> list[Path]:
-    """Figure and table of every selected sweep on ``dataset``."""
-    settings = Settings.of(params)
+    """Figure and table of every sweep of ``sweeps`` (the selected ones on ``dataset``)."""
     written = []
-    for sweep, stem in zip(sweeps.selected_on(params, dataset), sweep_stems(params, dataset), strict=True):
-        written += plot_sweep(results, params, sweep, dataset, Path(out_dir) / stem, formats, ddof)
-        written += write_table(
-            build_sweep_table(results, params, sweep, dataset, settings, ddof), out_dir, stem
-        )
+    for sweep in sweeps:
+        stem = sweep_stem(dataset, sweep.name)
+        written += plot_sweep(results, sweep, dataset, Path(out_dir) / stem, formats, ddof)
+        written += write_table(build_sweep_table(results, sweep, dataset, settings, ddof), out_dir, stem)
     return written

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from mmbalance.errors import DataError
+from mmbalance.runs.files import read_predictions
 
 SEED_MARK = "*"
 BOOTSTRAP_MARK = "†"
@@ -126,18 +127,7 @@ def paired_bootstrap(
 def load_correct(path: Path, head: str = "fused") -> tuple[np.ndarray, np.ndarray]:
     """The test sample ids and whether ``head`` classifies each correctly (argmax of its probabilities),
     from one ``predictions.npz``."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: predictions file not found")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if head not in data or "labels" not in data or "ids" not in data:
-                raise DataError(f"{path}: no '{head}' probabilities, 'labels' or 'ids'")
-            probs, labels, ids = data[head], data["labels"], data["ids"]
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt predictions file ({exc})") from exc
-    if probs.ndim != 2 or len(probs) != len(labels) or len(ids) != len(labels):
-        raise DataError(f"{path}: '{head}' is {probs.shape} for {len(labels)} labels")
+    ids, probs, labels = read_predictions(path, head)
     return ids, probs.argmax(axis=1) == labels
 
 

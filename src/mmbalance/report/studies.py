@@ -17,7 +17,6 @@ from pathlib import Path
 import yaml
 
 from mmbalance.errors import ConfigError
-from mmbalance.report.clips import missing_clip_notes
 from mmbalance.report.paper_tables import PAPER_PROTOCOLS
 from mmbalance.report.results import Results, Stat
 from mmbalance.report.significance import Settings, compare, rule_notes
@@ -118,7 +117,7 @@ def build_study_table(
             f"Cells: test-set mean ± {std_kind} over seeds (percent); ACC, MAP, F1 of the fused prediction, "
             f"Acc <modality> of that head. Δ ACC = the row − its reference, per seed ({references}).",
             *rule_notes(settings, min(seeds) if seeds else None, bootstrap=protocol == "val_selected"),
-            *missing_clip_notes(results, datasets),
+            *results.missing_clip_notes(datasets),
         ],
         label=f"tab:{study.stem}_{protocol}",
         wide=len(datasets) > 1,

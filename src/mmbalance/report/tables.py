@@ -14,12 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmbalance.errors import DataError, MMBalanceError
+from mmbalance.errors import MMBalanceError
 from mmbalance.io import atomic_open
-from mmbalance.report.aggregate import mean_std, read_summary
+from mmbalance.report.aggregate import index_summary, mean_std, read_summary
 from mmbalance.report.clips import clip_counts, missing_clip_note
 from mmbalance.report.convergence import convergence_note, convergence_summary, marked, unconverged_seeds
+from mmbalance.report.plan import DatasetFacts
 
+TABLE_FORMATS = ("md", "csv", "tex")
+"""The files of every table, in the order :func:`write_table` writes them."""
+MAIN_STEM = "main"
+"""The main table of a dataset is ``<dataset>_main``."""
 NOT_RUN = "not run"
 NOT_APPLICABLE = "—"
 NO_STD = "–"
@@ -185,10 +190,13 @@ def render_latex(table: Table) -> str:
 
 
 def write_table(table: Table, out_dir: Path, stem: str) -> list[Path]:
-    """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex`` into ``out_dir`` (temp + rename each)."""
+    """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex`` (:data:`TABLE_FORMATS`) into ``out_dir``
+    (temp + rename each)."""
     written = []
-    for suffix, render in ((".md", render_markdown), (".csv", render_csv), (".tex", render_latex)):
-        path = Path(out_dir) / f"{stem}{suffix}"
+    renderers = {"md": render_markdown, "csv": render_csv, "tex": render_latex}
+    for suffix in TABLE_FORMATS:
+        path = Path(out_dir) / f"{stem}.{suffix}"
+        render = renderers[suffix]
         with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
             handle.write(render(table))
         written.append(path)
@@ -201,23 +209,6 @@ def format_pct(mean: float, std: float) -> str:
         return NO_STD
     spread = NO_STD if math.isnan(std) else f"{100 * std:.2f}"
     return f"{100 * mean:.2f} ± {spread}"
-
-
-def index_summary(
-    rows: Sequence[Mapping[str, Any]], source: Path, dataset: str
-) -> dict[tuple, Mapping[str, Any]]:
-    """Summary rows of ``dataset`` keyed by (method, protocol, split, head, metric); no duplicates allowed."""
-    index: dict[tuple, Mapping[str, Any]] = {}
-    for row in rows:
-        if row["dataset"] != dataset:
-            continue
-        key = (row["method"], row["protocol"], row["split"], row["head"], row["metric"])
-        if key in index:
-            raise DataError(
-                f"{source}: {'/'.join(key)} appears twice (run ids {index[key]['run_id']}, {row['run_id']})"
-            )
-        index[key] = row
-    return index
 
 
 def _check_ddof(row: Mapping[str, Any], ddof: int, source: Path) -> None:
@@ -296,6 +287,7 @@ def write_main_table(
     ddof: int = 1,
     marks: Mapping[str, str] | None = None,
     mark_notes: Sequence[str] = (),
+    facts: DatasetFacts | None = None,
 ) -> list[Path]:
     """Write ``<dataset>_main.{md,csv,tex}``: every method under both protocols, side by side.
 
@@ -310,6 +302,7 @@ def write_main_table(
             against the per-seed values).
         marks: method → significance marks placed after its val-selected fused ACC
             (:mod:`mmbalance.report.significance_table`), explained by ``mark_notes``.
+        facts: the dataset's words for its missing-clip footnote (needed when clips are missing).
 
     A last note says how many clips of each split were unavailable when the runs report missing
     clips (:mod:`mmbalance.report.clips`).
@@ -336,7 +329,7 @@ def write_main_table(
         notes.append("Run ids: " + ", ".join(f"{m} {rid}" for m, rid in run_ids.items()) + ".")
     convergence = {m: c for m in run_ids if (c := unconverged_seeds(index, m)) is not None}
     notes += [note for note in (convergence_summary(convergence), convergence_note(convergence)) if note]
-    missing = missing_clip_note(dataset, clip_counts(index, summary_csv))
+    missing = missing_clip_note(dataset, clip_counts(index, summary_csv), facts)
     if missing:
         notes.append(missing)
     table = Table(
@@ -345,6 +338,6 @@ def write_main_table(
         groups=[("", 1), *((label, len(columns)) for label, _ in PROTOCOLS.values())],
         caption=f"{dataset}: main comparison on the test set (%), both evaluation protocols",
         notes=notes,
-        label=f"tab:{dataset}_main",
+        label=f"tab:{dataset}_{MAIN_STEM}",
     )
-    return write_table(table, out_dir, f"{dataset}_main")
+    return write_table(table, out_dir, f"{dataset}_{MAIN_STEM}")

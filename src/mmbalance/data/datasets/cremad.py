@@ -64,7 +64,7 @@ from typing import Any, ClassVar
 
 from mmbalance import __version__
 from mmbalance.config import typed_options
-from mmbalance.data.datasets.base import (
+from mmbalance.data.datasets._base import (
     MANIFEST,
     SPLIT_DIR,
     SPLITS,
@@ -203,7 +203,7 @@ def carve_validation(
     clips: list[Clip], fraction: float, seed: int, actor_disjoint: bool
 ) -> tuple[list[Clip], list[Clip]]:
     """Split a training list into (train, val), both in list order, by the rule of the module docstring
-    (:func:`~mmbalance.data.datasets.base.draw_validation`, actors as the groups)."""
+    (:func:`~mmbalance.data.datasets._base.draw_validation`, actors as the groups)."""
     return draw_validation(clips, fraction, seed, (lambda clip: clip.actor) if actor_disjoint else None)
 
 

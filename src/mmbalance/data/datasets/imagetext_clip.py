@@ -4,7 +4,7 @@ head").
 
 Each is its dataset with the same raw data, splits, labels and class names; only the presets
 differ (``features.<profile>.<name>``: ``tokenizer: clip_bpe``, 77 tokens; ``train.<profile>.<name>``:
-the ``clip_*`` encoders). They set :attr:`~mmbalance.data.datasets.base.Dataset.raw_from`, so they
+the ``clip_*`` encoders). They set :attr:`~mmbalance.data.datasets._base.Dataset.raw_from`, so they
 read ``data.sarcasm`` / ``data.twitter2015`` (and have no ``data`` block of their own), and their raw
 folder is the ResNet/BERT dataset's ``<paths.data>/raw/<sarcasm|twitter2015>/<data id>/``: the split
 files are downloaded and the images gathered and checked once for both, whichever is generated

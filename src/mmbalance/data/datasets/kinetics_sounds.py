@@ -6,7 +6,7 @@ and 2,597 test rows ``clip,10,label-index``. The LFM/MIE papers report 15,000 / 
 clips; no list with those counts is published, so the OGM-GE lists are used (the code the papers
 follow; datasets.md §3.2, methods.md §C1) with ``val_fraction`` (0.1, as the papers' 1,900 of
 19,000) of each class of the training list carved out as validation
-(:func:`mmbalance.data.youtube.carve_validation`): 13,318 / 1,481 / 2,597 with the defaults.
+(:func:`mmbalance.data.youtube.clips.carve_validation`): 13,318 / 1,481 / 2,597 with the defaults.
 
 **Clip names.** Training ids are CVDF's ``<youtube id>_<start:06d>_<end:06d>`` (the name of the
 file in the CVDF Kinetics-400 tarballs). Test ids are ``<youtube id>_<n>``; ``n`` is not documented
@@ -41,17 +41,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmbalance.config import typed_options
-from mmbalance.data.datasets.base import Dataset, Item
-from mmbalance.data.youtube import (
-    MISSING_REASON,
-    Clip,
-    ClipsConfig,
-    begin,
-    carve_validation,
-    prepare_clips,
-    read_split,
-    verify_file,
-)
+from mmbalance.data.datasets._base import Dataset, Item
+from mmbalance.data.youtube.clips import MISSING_REASON, Clip, ClipsConfig, carve_validation, verify_file
+from mmbalance.data.youtube.prepare import begin, prepare_clips, read_split
 from mmbalance.errors import DataError
 from mmbalance.registry import register_dataset
 
@@ -77,7 +69,7 @@ CLIP_SECONDS = 10
 
 @dataclass
 class Config(ClipsConfig):
-    """``data.kinetics_sounds`` (shared keys: :class:`mmbalance.data.youtube.ClipsConfig`)."""
+    """``data.kinetics_sounds`` (shared keys: :class:`mmbalance.data.youtube.clips.ClipsConfig`)."""
 
     clips_dir: str = "data/clips/kinetics_sounds"
     label_names: str = field(default="index", metadata={"choices": ("index", "alphabetical")})
@@ -171,7 +163,8 @@ class KineticsSounds(Dataset):
         return [f"label_{k:02d}" for k in range(len(CLASSES))]
 
     def prepare(self, data_cfg: Mapping[str, Any], out_dir: Path, workers: int, progress: bool) -> Path:
-        """Verify and copy the lists, carve validation, then :func:`~mmbalance.data.youtube.prepare_clips`."""
+        """Verify and copy the lists, carve validation, then
+        :func:`~mmbalance.data.youtube.prepare.prepare_clips`."""
         cfg = typed_options(Config(), data_cfg, where=f"data.{self.name}")
         out_dir = begin(out_dir)
         (out_dir / "lists").mkdir(exist_ok=True)

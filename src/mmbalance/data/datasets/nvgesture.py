@@ -26,7 +26,7 @@ published**, so they are not pinned: their md5 and line counts are recorded in t
 
 **Validation split.** None is published (the papers select on test; none of the released loaders has a
 validation split). ``val_fraction`` (0.1) of the training list becomes validation by CREMA-D's rule
-(:func:`~mmbalance.data.datasets.base.draw_validation`, ``numpy.random.default_rng(val_seed)``):
+(:func:`~mmbalance.data.datasets._base.draw_validation`, ``numpy.random.default_rng(val_seed)``):
 stratified by class by default (105 gestures), or whole subjects with ``subject_disjoint: true`` (the
 subject is the ``subjectYY`` of the folder name). The official train and test lists have disjoint
 subjects. Validation is carved from the full list before missing samples are looked for.
@@ -69,7 +69,7 @@ from typing import Any, ClassVar
 
 from mmbalance import __version__
 from mmbalance.config import typed_options
-from mmbalance.data.datasets.base import (
+from mmbalance.data.datasets._base import (
     MANIFEST,
     SPLIT_DIR,
     SPLITS,

@@ -4,7 +4,7 @@ Model", ACL 2019 (datasets.md §3.4); image + text, 2 classes.
 Sources: the text splits of ``headacheboy/data-of-multimodal-sarcasm-detection`` (datasets.md §8:
 f42b165; the files were last changed in c924a91, the commit the default URL names), md5-pinned
 (datasets.md §7); the images from the four Google-Drive archives linked in that repository's README
-(a person downloads them; :mod:`mmbalance.data.imagetext`).
+(a person downloads them; :mod:`mmbalance.data.datasets._imagetext`).
 
 Split files (``text/train.txt``, ``text/valid2.txt``, ``text/test2.txt``) hold one Python list
 literal per line: ``[id, text, label]`` for train, ``[id, text, hashtag_label, human_label]`` for
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mmbalance.data.imagetext import ImageTextDataset, Sample, SplitFiles, read_lines
+from mmbalance.data.datasets._imagetext import ImageTextDataset, Sample, SplitFiles, read_lines
 from mmbalance.errors import DataError
 from mmbalance.registry import register_dataset
 

@@ -58,7 +58,7 @@ import numpy as np
 import soundfile as sf
 
 from mmbalance import __version__
-from mmbalance.data.datasets.base import (
+from mmbalance.data.datasets._base import (
     MANIFEST,
     SPLIT_DIR,
     SPLITS,

@@ -4,7 +4,7 @@ Multimodal Sentiment Classification", IJCAI 2019; datasets.md §3.5); image + te
 Sources: ``absa_data/twitter2015/{train,dev,test}.tsv`` of ``jefferyYu/TomBERT`` (datasets.md §8:
 31bc79f; the files were last changed in e84f327, the commit the default URL names), md5-pinned
 (datasets.md §7: 3,179 / 1,122 / 1,037 rows); the images from the Google-Drive archive linked in
-TomBERT's README (a person downloads it; :mod:`mmbalance.data.imagetext`). That archive holds
+TomBERT's README (a person downloads it; :mod:`mmbalance.data.datasets._imagetext`). That archive holds
 ``twitter2015_images/`` and ``twitter2017_images/``, whose file names overlap, so only files
 under a folder named ``image_folder`` (default ``twitter2015_images``) are taken.
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mmbalance.data.imagetext import ImageTextDataset, Sample, SplitFiles, text_file_content
+from mmbalance.data.datasets._imagetext import ImageTextDataset, Sample, SplitFiles, text_file_content
 from mmbalance.errors import DataError
 from mmbalance.registry import register_dataset
 

@@ -34,17 +34,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmbalance.config import typed_options
-from mmbalance.data.datasets.base import Dataset, Item
+from mmbalance.data.datasets._base import Dataset, Item
 from mmbalance.data.download import fetch_pinned
-from mmbalance.data.youtube import (
-    MISSING_REASON,
-    Clip,
-    ClipsConfig,
-    begin,
-    carve_validation,
-    prepare_clips,
-    read_split,
-)
+from mmbalance.data.youtube.clips import MISSING_REASON, Clip, ClipsConfig, carve_validation
+from mmbalance.data.youtube.prepare import begin, prepare_clips, read_split
 from mmbalance.errors import DataError
 from mmbalance.registry import register_dataset
 
@@ -56,7 +49,7 @@ CLIP_SECONDS = 10
 
 @dataclass
 class Config(ClipsConfig):
-    """``data.vggsound`` (shared keys: :class:`mmbalance.data.youtube.ClipsConfig`)."""
+    """``data.vggsound`` (shared keys: :class:`mmbalance.data.youtube.clips.ClipsConfig`)."""
 
     clips_dir: str = "data/clips/vggsound"
     csv_url: str = CSV_URL
@@ -112,7 +105,7 @@ class VGGSound(Dataset):
 
     def prepare(self, data_cfg: Mapping[str, Any], out_dir: Path, workers: int, progress: bool) -> Path:
         """Fetch and verify ``vggsound.csv``, carve validation, then
-        :func:`~mmbalance.data.youtube.prepare_clips`."""
+        :func:`~mmbalance.data.youtube.prepare.prepare_clips`."""
         cfg = typed_options(Config(), data_cfg, where=f"data.{self.name}")
         out_dir = begin(out_dir)
         path = fetch_pinned(cfg["csv_url"], out_dir / CSV_NAME, "git-blob", cfg["csv_git_blob"], progress)

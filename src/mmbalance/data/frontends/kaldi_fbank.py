@@ -6,7 +6,7 @@ and BalanceBenchmark's KS and CREMA-D loaders (the recipe of AST's data loader):
 use_energy=False, window_type='hanning', num_mel_bins=128, dither=0.0, frame_shift=10)``, then
 zero-padded or cut to 1024 frames and normalised as ``(fbank + 4.503877) / (2 * 5.141276)``.
 
-Extraction workers must not import torch (:mod:`mmbalance.data.kinds.base`), so the filterbank is
+Extraction workers must not import torch (:mod:`mmbalance.data.kinds._base`), so the filterbank is
 computed here in numpy from Kaldi's definition (``feature-fbank.cc``, ``feature-window.cc``,
 ``mel-computations.cc``; the same steps as torchaudio's port), with the settings above and Kaldi's
 defaults for the rest:

@@ -12,7 +12,7 @@ Settings (``features.<profile>.<dataset>.<modality>``):
   and ``farneback`` (parameter overrides, :data:`mmbalance.data.flow.FARNEBACK_DEFAULTS`).
 
 Per clip, the dataset gives the segment: ``start`` (default 0) and ``end`` (default none: as many
-frames as the container holds) (:attr:`mmbalance.data.datasets.base.Item.settings`); the frames are
+frames as the container holds) (:attr:`mmbalance.data.datasets._base.Item.settings`); the frames are
 read by :func:`mmbalance.data.segment.read_segment`. A clip shorter than the container is zero-padded
 at the end as in AMSS; flow is padded with zero flow (stored 128). Flow frame ``t`` is the flow from
 frame ``t`` to ``t + 1``, so the last read frame has none (it is padding). Flow is computed on the
@@ -42,9 +42,9 @@ from mmbalance.data.flow import (
     has_tvl1,
     quantise,
 )
-from mmbalance.data.kinds.base import FeatureKind
+from mmbalance.data.kinds._base import FeatureKind
 from mmbalance.data.segment import read_segment
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown
 from mmbalance.registry import register_kind
 
 CHANNELS = {"rgb": 3, "depth": 1, "flow": 2}
@@ -65,11 +65,7 @@ class ClipKind(FeatureKind):
 
     def check(self, modality: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         checked = super().check(modality, cfg)
-        unknown = sorted(set(checked) - KEYS)
-        if unknown:
-            raise ConfigError(
-                f"features: unknown key '{modality}.{unknown[0]}' (allowed: {', '.join(sorted(KEYS))})"
-            )
+        reject_unknown(sorted(checked), KEYS, prefix=f"{modality}.", context="features: ")
         content = checked["content"]
         if content not in CHANNELS:
             raise ConfigError(f"features: '{modality}.content': {content!r} is not one of {list(CHANNELS)}")

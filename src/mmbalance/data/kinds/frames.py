@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mmbalance.data.kinds.base import FeatureKind
+from mmbalance.data.kinds._base import FeatureKind
 from mmbalance.data.video import SELECTIONS, read_frames
 from mmbalance.errors import ConfigError
 from mmbalance.registry import register_kind

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mmbalance.data.kinds.base import FeatureKind
-from mmbalance.errors import ConfigError, DataError
+from mmbalance.data.kinds._base import FeatureKind
+from mmbalance.errors import ConfigError, DataError, reject_unknown
 from mmbalance.registry import register_kind
 
 RESIZE = ("stretch", "crop")
@@ -57,9 +57,9 @@ class ImageKind(FeatureKind):
 
     def check(self, modality: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         checked = super().check(modality, cfg)
-        unknown = sorted(set(checked) - set(self.needs))
-        if unknown:
-            raise ConfigError(f"features: unknown key '{modality}.{unknown[0]}' (allowed: size, resize)")
+        reject_unknown(
+            sorted(checked), self.needs, prefix=f"{modality}.", context="features: ", shown=self.needs
+        )
         if checked["resize"] not in RESIZE:
             raise ConfigError(
                 f"features: '{modality}.resize': {checked['resize']!r} is not one of {list(RESIZE)}"

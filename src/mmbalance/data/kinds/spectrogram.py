@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mmbalance.data.audio import preload
-from mmbalance.data.kinds.base import FeatureKind
+from mmbalance.data.kinds._base import FeatureKind
 from mmbalance.errors import ConfigError
 from mmbalance.registry import FRONTENDS, register_kind
 

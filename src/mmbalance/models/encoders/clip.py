@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from mmbalance.errors import ConfigError
-from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD, check_keys
+from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD, TrunkEncoder, check_keys
 from mmbalance.models.encoders.image import load_state
 from mmbalance.registry import ENCODERS, register_adapter
 
@@ -42,15 +42,15 @@ TRUNK_KEYS = {"i3d": COMMON_KEYS, "cnn3d": COMMON_KEYS | {"width"}}
 NORMALIZATIONS = ("imagenet", "unit", "flow")
 
 
-class ClipEncoder(nn.Module):
+class ClipEncoder(TrunkEncoder):
     """A (B, C, T, H, W) clip → (B, D) feature, pooled over time and space."""
 
+    pooled_dims = (2, 3, 4)
+
     def __init__(self, trunk: nn.Module, in_channels: int, normalization: str) -> None:
-        super().__init__()
-        self.trunk = trunk
+        super().__init__(trunk)
         self.in_channels = in_channels
         self.normalization = normalization
-        self.out_dim: int = trunk.out_channels
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1), persistent=False)
 
@@ -68,14 +68,6 @@ class ClipEncoder(nn.Module):
         if self.normalization == "imagenet":
             x = (x - self.mean) / self.std
         return x
-
-    def pool(self, fmap: torch.Tensor, batch: int) -> torch.Tensor:
-        """(B, C, t, h, w) trunk map → (B, C): global average over time and space."""
-        del batch
-        return fmap.mean(dim=(2, 3, 4))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.trunk(self.images(x)), x.shape[0])
 
     def masked_input(self, x: torch.Tensor) -> torch.Tensor:
         """An input of ``x``'s shape whose normalised value is zero (AGM's masked modality)."""

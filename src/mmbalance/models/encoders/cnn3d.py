@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mmbalance.models.encoders.staged import StagedTrunk
+from mmbalance.models.encoders._staged import StagedTrunk
 from mmbalance.registry import register_encoder
 
 

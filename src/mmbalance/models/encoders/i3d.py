@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.models.encoders.staged import StagedTrunk
+from mmbalance.models.encoders._staged import StagedTrunk
 from mmbalance.registry import register_encoder
 
 Triple = tuple[int, int, int]

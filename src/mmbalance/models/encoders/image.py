@@ -26,13 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.errors import ConfigError
-from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD, NormalisedImages
-from mmbalance.models.encoders.clip_towers import CLIP_MEAN, CLIP_STD, IMAGE_SIZES, clip_image_encoder
-from mmbalance.models.encoders.staged import StagedTrunk
+from mmbalance.errors import ConfigError, reject_unknown
+from mmbalance.models.encoders._clip_towers import CLIP_MEAN, CLIP_STD, IMAGE_SIZES, clip_image_encoder
+from mmbalance.models.encoders._staged import StagedTrunk
+from mmbalance.models.encoders.adapters import IMAGENET_MEAN, IMAGENET_STD, NormalisedImages, TrunkEncoder
 from mmbalance.registry import ENCODERS, register_adapter
 
 IMAGE_KEYS = frozenset({"name", "width", "weights", "mean", "std", "input_size"})
@@ -80,31 +79,17 @@ class ResNet50Trunk(StagedTrunk):
         self.out_channels = 2048
 
 
-class ImageEncoder(NormalisedImages):
-    """A (B, 3, H, W) uint8 image → (B, D) feature."""
+class ImageEncoder(NormalisedImages, TrunkEncoder):
+    """A (B, 3, H, W) uint8 image → (B, D) feature, pooled over space."""
 
     def __init__(
         self, trunk: nn.Module, mean: Sequence[float], std: Sequence[float], input_size: Sequence[int] | None
     ) -> None:
-        super().__init__(mean, std)
-        self.trunk = trunk
-        self.input_size = tuple(input_size) if input_size else None
-        self.out_dim: int = trunk.out_channels
+        super().__init__(mean, std, trunk=trunk, input_size=input_size)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) uint8 → float, normalised, resized to ``input_size`` when set."""
-        x = self.normalise(x)
-        if self.input_size is not None:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        return x
-
-    def pool(self, fmap: torch.Tensor, batch: int) -> torch.Tensor:
-        """(B, C, h, w) → (B, C): global average over space."""
-        del batch
-        return fmap.mean(dim=(2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.trunk(self.images(x)), x.shape[0])
+        return self.resize(self.normalise(x))
 
 
 def _triple(cfg: dict, key: str, default: Sequence[float]) -> list[float]:
@@ -119,12 +104,7 @@ def _triple(cfg: dict, key: str, default: Sequence[float]) -> list[float]:
 @register_adapter("image")
 def image_encoder(cfg: dict) -> nn.Module:
     """ResNet50 (torchvision), a ResNet-family trunk of ``width`` or a CLIP image tower (module docstring)."""
-    unknown = sorted(set(cfg) - IMAGE_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"encoder of an 'image' modality: unknown key '{unknown[0]}' "
-            f"(allowed: {', '.join(sorted(IMAGE_KEYS))})"
-        )
+    reject_unknown(sorted(cfg), IMAGE_KEYS, context="encoder of an 'image' modality: ")
     weights = cfg.get("weights")
     if cfg["name"] in IMAGE_SIZES:
         return clip_image_encoder(cfg, _triple(cfg, "mean", CLIP_MEAN), _triple(cfg, "std", CLIP_STD))

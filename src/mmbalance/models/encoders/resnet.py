@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmbalance.models.encoders.staged import StagedTrunk
+from mmbalance.models.encoders._staged import StagedTrunk
 from mmbalance.registry import register_encoder
 
 

@@ -21,13 +21,16 @@ local copy of ``bert-base-uncased``: ``config.json`` + ``model.safetensors`` or
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from mmbalance.errors import ConfigError
-from mmbalance.models.encoders.clip_towers import TEXT_SIZES, clip_text_encoder
+from mmbalance.data.kinds.text import DEFAULT_TOKENIZER
+from mmbalance.errors import ConfigError, reject_unknown
+from mmbalance.models.encoders._clip_towers import TEXT_SIZES, clip_text_encoder
 from mmbalance.models.encoders.image import load_state
 from mmbalance.registry import register_adapter
 
@@ -97,12 +100,7 @@ def build_bert(name: str, weights: str | None) -> nn.Module:
 @register_adapter("text")
 def text_encoder(cfg: dict) -> nn.Module:
     """A BERT or a CLIP text tower of the named size on the stored tokens (module docstring)."""
-    unknown = sorted(set(cfg) - TEXT_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"encoder of a 'text' modality: unknown key '{unknown[0]}' "
-            f"(allowed: {', '.join(sorted(TEXT_KEYS))})"
-        )
+    reject_unknown(sorted(cfg), TEXT_KEYS, context="encoder of a 'text' modality: ")
     if cfg["name"] in TEXT_SIZES:
         return clip_text_encoder(cfg)
     return TextEncoder(build_bert(cfg["name"], cfg.get("weights")))
@@ -111,3 +109,18 @@ def text_encoder(cfg: dict) -> nn.Module:
 text_encoder.model_names = (*SIZES, *TEXT_SIZES)  # listed by `mmbalance encoders`
 TOKENIZER_OF = {**dict.fromkeys(SIZES, "bert_wordpiece"), **dict.fromkeys(TEXT_SIZES, "clip_bpe")}
 """The text kind's ``tokenizer`` whose ids each text encoder reads (checked by ``config.validate``)."""
+
+
+def check_tokenizer(encoder: Mapping[str, Any], features: Mapping[str, Any], where: str) -> str | None:
+    """Why a text modality's stored ``features`` (at ``where`` in params) do not fit its ``encoder``
+    (None: they do): ``clip_*`` encoders read ``clip_bpe`` ids, ``bert_*`` encoders WordPiece (the
+    default tokenizer of the text kind)."""
+    name = encoder.get("name")
+    wanted = TOKENIZER_OF.get(name)
+    stored = features.get("tokenizer", DEFAULT_TOKENIZER)
+    if wanted is None or wanted == stored:
+        return None
+    return f"{name} reads {wanted} ids, but {where}.tokenizer is {stored}"
+
+
+text_encoder.check_features = check_tokenizer  # called by config.validate through the registry

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmbalance.models.fusions.base import FusionOutput, ProbedFusion, require_at_least_two
+from mmbalance.models.fusions._base import FusionOutput, ProbedFusion, require_at_least_two
 from mmbalance.registry import register_fusion
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmbalance.models.fusions.base import Fusion, FusionOutput
+from mmbalance.models.fusions._base import Fusion, FusionOutput
 from mmbalance.registry import register_fusion
 
 

@@ -13,7 +13,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from mmbalance.models.fusions.base import Fusion, FusionOutput
+from mmbalance.models.fusions._base import Fusion, FusionOutput
 from mmbalance.registry import register_fusion
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmbalance.models.fusions.base import FusionOutput, ProbedFusion
+from mmbalance.models.fusions._base import FusionOutput, ProbedFusion
 from mmbalance.registry import register_fusion
 
 

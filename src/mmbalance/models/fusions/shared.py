@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mmbalance.models.fusions.base import Fusion, FusionOutput
+from mmbalance.models.fusions._base import Fusion, FusionOutput
 from mmbalance.models.fusions.mlp_heads import mlp_head
 from mmbalance.models.projections import shared_width, width_projections
 from mmbalance.registry import register_fusion

@@ -15,62 +15,17 @@ everything it wants recorded per epoch is returned as logs and lands in ``histor
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance.engine.precision import Precision
+from mmbalance.engine.types import Batch, Context, ModelSpec
 from mmbalance.models.model import ModelOutput, build_model
 
 Logs = dict[str, float]
-
-
-@dataclass
-class Batch:
-    """One mini-batch: inputs per modality, integer labels and the samples' row indices."""
-
-    inputs: dict[str, torch.Tensor]
-    labels: torch.Tensor
-    index: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-@dataclass
-class ModelSpec:
-    """What ``build`` needs: modality kinds, encoder configs and the number of classes; ``init`` is the
-    protocol's initialisation of the heads (:mod:`mmbalance.models.init`), which the loop applies to
-    the built model and a method to the layers it adds later."""
-
-    modalities: dict[str, str]
-    encoders: dict[str, dict]
-    num_classes: int
-    init: str = "pytorch"
-
-
-@dataclass
-class Context:
-    """What the loop hands to a method: the model, its optimiser and where training stands."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    epoch: int
-    num_epochs: int
-    step: int
-    device: torch.device
-    modalities: list[str]
-    num_classes: int
-    data: dict[str, Any] | None = None
-    """Mini-batch iterators of the splits (``SplitBatches`` for ``train``, ``val``, ``test``), for
-    methods that need extra passes over data (prototypes, covariance statistics, held-out batches)."""
-    schedule: Any = None
-    """The learning-rate ``Schedule`` (``engine.optim``), for methods that restart it (MIE's stages)."""
-    precision: Precision = field(default_factory=Precision)
-    """Autocast, backward passes, gradients and optimiser steps of the run's precision (fp32 by default)."""
 
 
 class Method:
@@ -111,7 +66,13 @@ class Method:
         classifiers) comes back with the same structure before its weights are loaded.
         """
         fusion = getattr(self.options, "fusion", self.fusion)
-        return build_model(self.spec.modalities, self.spec.encoders, fusion, self.spec.num_classes)
+        spec = self.spec
+        return build_model(spec.modalities, spec.encoders, fusion, spec.num_classes, **self.fusion_options())
+
+    def fusion_options(self) -> dict[str, Any]:
+        """The fusion's own settings (keyword arguments after the feature sizes and the number of
+        classes), taken from the method's options; default none."""
+        return {}
 
     def param_groups(self, model: nn.Module) -> Iterable[Any]:
         """What the optimiser updates; default: every parameter in one group."""

@@ -41,7 +41,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from mmbalance import __version__
-from mmbalance.data.datasets.base import (
+from mmbalance.data.datasets._base import (
     MANIFEST,
     SPLIT_DIR,
     SPLITS,
