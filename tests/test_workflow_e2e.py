@@ -36,6 +36,7 @@ import yaml
 
 from mmbalance import config as mmcfg
 from mmbalance import paths as mmpaths
+from mmbalance.report.costs import COST_STEM
 from tests.conftest import TINY_OVERRIDES
 from tests.test_dvc_lock import lock_problems
 from tests.test_workflow import copy_project, job_counts
@@ -319,4 +320,10 @@ def test_a_clone_without_a_remote_fails_to_pull_and_rebuilds_everything(project)
     assert len(train_logs(isolated)) == len(METHODS) + 1
     rebuilt = {p.name: p.read_bytes() for p in (isolated / "paper_tables").iterdir()}
     committed = {p.name: p.read_bytes() for p in (project / "paper_tables").iterdir()}
-    assert rebuilt == committed
+    assert rebuilt.keys() == committed.keys()
+    # Every number is the same except the training cost's, which are wall times of the retraining.
+    measured_times = {name for name in committed if name.startswith(f"{DATASET}_{COST_STEM}.")}
+    assert measured_times
+    assert {n: b for n, b in rebuilt.items() if n not in measured_times} == {
+        n: b for n, b in committed.items() if n not in measured_times
+    }
