@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +33,60 @@ COLUMNS = ["method", "fp32_acc", "bf16_acc", "bf16_minus_fp32", "per_seed_differ
 def mean_std(values: list[float]) -> str:
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.mean(values):.2f} ± {100 * spread:.2f}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One whole run: its val-selected fused test accuracy, or why it has none to compare."""
+
+    acc: float | None
+    note: str = ""
+
+    def __str__(self) -> str:
+        return self.note if self.acc is None else f"{self.acc:.4f}{f' ({self.note})' if self.note else ''}"
+
+
+def run_outcome(resolved: dict, features: Path, out: Path, device: str) -> Outcome:
+    """Train one run; a run whose losses became non-finite is kept but marked ``diverged`` (its
+    accuracy is chance), and a run that stops with an error is recorded with the error's first line,
+    so one failing precision does not lose the other measurements."""
+    try:
+        metrics = train(resolved, features, out, device=device, progress=False)
+    except Exception as error:  # a measurement, not a workflow: record what happened and go on
+        return Outcome(None, f"failed: {type(error).__name__}: {str(error).splitlines()[0]}")
+    acc = metrics["protocols"]["val_selected"]["test"]["fused"]["acc"]
+    return Outcome(acc, "diverged" if metrics["convergence"]["diverged"] else "")
+
+
+def precision_row(method: str, fp32: list[Outcome], bf16: list[Outcome]) -> dict[str, str]:
+    """Mean ± std of the runs that finished without diverging, the paired difference over the seeds
+    where both did, and per seed either the difference or what happened to the bf16 run."""
+
+    def summary(outcomes: list[Outcome]) -> str:
+        clean = [o.acc for o in outcomes if o.acc is not None and not o.note]
+        lost = len(outcomes) - len(clean)
+        return (mean_std(clean) if clean else "—") + (
+            f" ({lost} of {len(outcomes)} diverged or failed)" if lost else ""
+        )
+
+    paired = [
+        (a, b)
+        for a, b in zip(fp32, bf16, strict=True)
+        if a.acc is not None and not a.note and b.acc is not None and not b.note
+    ]
+    per_seed = [
+        f"{100 * (b.acc - a.acc):+.2f}" if (a, b) in paired else f"bf16 {b}" if b.note else f"fp32 {a}"
+        for a, b in zip(fp32, bf16, strict=True)
+    ]
+    return {
+        "method": method,
+        "fp32_acc": summary(fp32),
+        "bf16_acc": summary(bf16),
+        "bf16_minus_fp32": f"{statistics.mean(100 * (b.acc - a.acc) for a, b in paired):+.2f}"
+        if paired
+        else "—",
+        "per_seed_difference": ", ".join(per_seed),
+    }
 
 
 def main() -> None:
@@ -63,7 +118,7 @@ def main() -> None:
             progress=False,
         )
     block = f"train.{params['profile']}.{DATASET}.precision"
-    accuracy: dict[tuple[str, str], list[float]] = {}
+    outcomes: dict[tuple[str, str], list[Outcome]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for method in args.methods:
             for precision in ("fp32", "bf16"):
@@ -71,28 +126,19 @@ def main() -> None:
                 for seed in args.seeds:
                     resolved = paths.resolve_run(run_params, DATASET, method, seed)
                     out = Path(scratch) / method / precision / str(seed)
-                    metrics = train(resolved, features, out, device=args.device, progress=False)
-                    acc = metrics["protocols"]["val_selected"]["test"]["fused"]["acc"]
-                    accuracy.setdefault((method, precision), []).append(acc)
-                    print(method, precision, seed, acc, flush=True)
-    rows = []
-    for method in args.methods:
-        fp32, bf16 = accuracy[(method, "fp32")], accuracy[(method, "bf16")]
-        differences = [100 * (b - a) for a, b in zip(fp32, bf16, strict=True)]
-        rows.append(
-            {
-                "method": method,
-                "fp32_acc": mean_std(fp32),
-                "bf16_acc": mean_std(bf16),
-                "bf16_minus_fp32": f"{statistics.mean(differences):+.2f}",
-                "per_seed_difference": ", ".join(f"{d:+.2f}" for d in differences),
-            }
-        )
+                    outcome = run_outcome(resolved, features, out, args.device)
+                    outcomes.setdefault((method, precision), []).append(outcome)
+                    print(method, precision, seed, outcome, flush=True)
+    rows = [
+        precision_row(method, outcomes[(method, "fp32")], outcomes[(method, "bf16")])
+        for method in args.methods
+    ]
     kind = "cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu"
     note = (
         f"`{DATASET}`, profile `{params['profile']}`, seeds {args.seeds}, device `{kind}`: val-selected "
-        "fused test accuracy (%) of whole runs, mean ± sample std over seeds; the difference is paired "
-        "by seed (percentage points)."
+        "fused test accuracy (%) of whole runs, mean ± sample std over the seeds whose run neither diverged "
+        "(non-finite losses: chance accuracy) nor failed; the difference is paired by seed (percentage "
+        "points) over the seeds where both runs finished."
     )
     write_results(f"precision_accuracy_{params['profile']}_{kind}", rows, COLUMNS, note)
 
