@@ -42,6 +42,11 @@ class Outcome:
     acc: float | None
     note: str = ""
 
+    @property
+    def clean(self) -> bool:
+        """Finished without diverging: its accuracy can be averaged and compared."""
+        return self.acc is not None and not self.note
+
     def __str__(self) -> str:
         return self.note if self.acc is None else f"{self.acc:.4f}{f' ({self.note})' if self.note else ''}"
 
@@ -63,28 +68,24 @@ def precision_row(method: str, fp32: list[Outcome], bf16: list[Outcome]) -> dict
     where both did, and per seed either the difference or what happened to the bf16 run."""
 
     def summary(outcomes: list[Outcome]) -> str:
-        clean = [o.acc for o in outcomes if o.acc is not None and not o.note]
+        clean = [o.acc for o in outcomes if o.clean]
         lost = len(outcomes) - len(clean)
         return (mean_std(clean) if clean else "—") + (
             f" ({lost} of {len(outcomes)} diverged or failed)" if lost else ""
         )
 
-    paired = [
-        (a, b)
-        for a, b in zip(fp32, bf16, strict=True)
-        if a.acc is not None and not a.note and b.acc is not None and not b.note
-    ]
-    per_seed = [
-        f"{100 * (b.acc - a.acc):+.2f}" if (a, b) in paired else f"bf16 {b}" if b.note else f"fp32 {a}"
-        for a, b in zip(fp32, bf16, strict=True)
-    ]
+    differences, per_seed = [], []
+    for a, b in zip(fp32, bf16, strict=True):
+        if a.clean and b.clean:
+            differences.append(100 * (b.acc - a.acc))
+            per_seed.append(f"{differences[-1]:+.2f}")
+        else:
+            per_seed.append(f"fp32 {a}" if b.clean else f"bf16 {b}")
     return {
         "method": method,
         "fp32_acc": summary(fp32),
         "bf16_acc": summary(bf16),
-        "bf16_minus_fp32": f"{statistics.mean(100 * (b.acc - a.acc) for a, b in paired):+.2f}"
-        if paired
-        else "—",
+        "bf16_minus_fp32": f"{statistics.mean(differences):+.2f}" if differences else "—",
         "per_seed_difference": ", ".join(per_seed),
     }
 
