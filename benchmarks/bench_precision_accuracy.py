@@ -27,7 +27,7 @@ from mmbalance.data.generate import generate
 from mmbalance.engine.loop import train
 
 DATASET = "synthav"
-COLUMNS = ["method", "fp32_acc", "bf16_acc", "bf16_minus_fp32", "per_seed_difference"]
+COLUMNS = ["method", "fp32_acc", "bf16_acc", "bf16_minus_fp32", "per_seed_difference", "bf16_skipped_steps"]
 
 
 def mean_std(values: list[float]) -> str:
@@ -41,6 +41,8 @@ class Outcome:
 
     acc: float | None
     note: str = ""
+    skipped: int | None = None
+    """Optimiser steps skipped for non-finite gradients (``metrics.json``; bf16 and fp16 runs only)."""
 
     @property
     def clean(self) -> bool:
@@ -60,12 +62,14 @@ def run_outcome(resolved: dict, features: Path, out: Path, device: str) -> Outco
     except Exception as error:  # a measurement, not a workflow: record what happened and go on
         return Outcome(None, f"failed: {type(error).__name__}: {str(error).splitlines()[0]}")
     acc = metrics["protocols"]["val_selected"]["test"]["fused"]["acc"]
-    return Outcome(acc, "diverged" if metrics["convergence"]["diverged"] else "")
+    note = "diverged" if metrics["convergence"]["diverged"] else ""
+    return Outcome(acc, note, metrics.get("skipped_steps"))
 
 
 def precision_row(method: str, fp32: list[Outcome], bf16: list[Outcome]) -> dict[str, str]:
     """Mean ± std of the runs that finished without diverging, the paired difference over the seeds
-    where both did, and per seed either the difference or what happened to the bf16 run."""
+    where both did, per seed either the difference or what happened to the bf16 run, and per seed
+    the bf16 run's skipped steps."""
 
     def summary(outcomes: list[Outcome]) -> str:
         clean = [o.acc for o in outcomes if o.clean]
@@ -87,6 +91,7 @@ def precision_row(method: str, fp32: list[Outcome], bf16: list[Outcome]) -> dict
         "bf16_acc": summary(bf16),
         "bf16_minus_fp32": f"{statistics.mean(differences):+.2f}" if differences else "—",
         "per_seed_difference": ", ".join(per_seed),
+        "bf16_skipped_steps": ", ".join("—" if o.skipped is None else str(o.skipped) for o in bf16),
     }
 
 
@@ -139,7 +144,8 @@ def main() -> None:
         f"`{DATASET}`, profile `{params['profile']}`, seeds {args.seeds}, device `{kind}`: val-selected "
         "fused test accuracy (%) of whole runs, mean ± sample std over the seeds whose run neither diverged "
         "(non-finite losses: chance accuracy) nor failed; the difference is paired by seed (percentage "
-        "points) over the seeds where both runs finished."
+        "points) over the seeds where both runs finished. bf16_skipped_steps: per seed, the optimiser steps "
+        "skipped because a gradient was not finite (engine.precision)."
     )
     write_results(f"precision_accuracy_{params['profile']}_{kind}", rows, COLUMNS, note)
 

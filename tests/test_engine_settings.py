@@ -201,4 +201,6 @@ def test_mixed_precision_runs_resume_bit_identical(
     metrics = json.loads((tmp_path / "reference" / "metrics.json").read_text())
     assert metrics["config"]["train"]["precision"] == precision
     state = torch.load(tmp_path / "reference" / "ckpt" / "last.pt", weights_only=False)
-    assert (state["precision"] != {}) == (precision == "fp16")
+    assert ("scale" in state["precision"]) == (precision == "fp16")
+    assert state["precision"]["skipped_steps"] == metrics["skipped_steps"]
+    assert metrics["skipped_steps"] == sum(int(row["skipped_steps"]) for row in rows)

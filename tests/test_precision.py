@@ -122,6 +122,51 @@ def test_fp16_overflow_skips_the_step_and_halves_the_scale() -> None:
     assert restored.scale() == 2.0**15
 
 
+def test_fp16_counts_the_skipped_step_and_fp32_keeps_no_state() -> None:
+    precision = Precision("fp16")
+    net = tiny_net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = data()
+    precision.backward(F.cross_entropy(net(x * 1e38), y) * 1e38)
+    precision.step(optimizer)
+    assert precision.skipped == 1 and precision.state_dict()["skipped_steps"] == 1
+    plain = Precision("fp32")
+    plain.backward(F.cross_entropy(net(x), y))
+    plain.step(optimizer)
+    assert plain.skipped == 0 and plain.state_dict() == {}
+
+
+def test_bf16_skips_and_counts_a_step_with_a_nan_gradient_then_steps_normally() -> None:
+    """The CPU's bf16 convolution backward can return a NaN weight gradient for finite inputs; that step
+    is skipped (weights and momentum untouched) and the next finite one is the plain SGD step."""
+    precision = Precision("bf16")
+    net, reference = tiny_net(), tiny_net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    before = [p.detach().clone() for p in net.parameters()]
+    x, y = data()
+    with precision.autocast():
+        loss = F.cross_entropy(net(x), y)
+    precision.backward(loss)
+    next(net.parameters()).grad[0, 0] = float("nan")
+    assert not precision.unscale(optimizer)
+    precision.step(optimizer)
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), before, strict=True))
+    assert precision.skipped == 1 and optimizer.state_dict()["state"] == {}
+    for model, opt in ((net, optimizer), (reference, reference_optimizer)):
+        opt.zero_grad()
+        for param, grad in zip(model.parameters(), plain_grads(tiny_net()), strict=True):
+            param.grad = grad.clone()
+    assert precision.unscale(optimizer)
+    precision.step(optimizer)
+    reference_optimizer.step()
+    assert precision.skipped == 1
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), reference.parameters(), strict=True))
+    restored = Precision("bf16")
+    restored.load_state_dict(precision.state_dict())
+    assert restored.skipped == 1 and restored.state_dict() == {"skipped_steps": 1}
+
+
 def test_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="fp8"):
         Precision("fp8")

@@ -215,7 +215,10 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         row: dict[str, Any] = {"epoch": epoch, "lr": lr}
         row.update(self.method.on_epoch_start(self.context(epoch)))
+        skipped = self.precision.skipped
         row.update(self.train_epoch(epoch))
+        if self.precision.dtype is not None:
+            row["skipped_steps"] = self.precision.skipped - skipped
         evaluation, probs, features = {}, {}, {}
         for split in SPLITS:
             evaluation[split], probs[split] = evaluate(
@@ -282,6 +285,15 @@ class Trainer:
                 row["test_fused_acc"],
                 row["seconds"],
             )
+        if self.precision.skipped:
+            log.warning(
+                "%s seed %d: %d optimiser steps skipped for non-finite gradients under %s "
+                "(history.csv: skipped_steps)",
+                self.cfg["method"],
+                self.seed,
+                self.precision.skipped,
+                self.precision.name,
+            )
         return self.write_outputs()
 
     # --- outputs ---------------------------------------------------------------------------
@@ -302,6 +314,8 @@ class Trainer:
             # listed/found/missing clips per split, for datasets that can miss some (none for synthav)
             **({"clips": self.clips} if self.clips is not None else {}),
             "epochs_trained": len(self.history),
+            # optimiser steps skipped for non-finite gradients (bf16 and fp16 only; engine.precision)
+            **({"skipped_steps": self.precision.skipped} if self.precision.dtype is not None else {}),
             "machine": describe_machine(self.device),
             "config": self.cfg,
             "config_hash": self.cfg["run_id"],

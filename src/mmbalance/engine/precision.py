@@ -9,7 +9,11 @@ copies):
 - ``fp32`` (default): nothing changes — :meth:`autocast` is a no-op, :meth:`backward`, :meth:`grad`,
   :meth:`assign` and :meth:`step` are the plain torch calls, :meth:`unscale` does nothing.
 - ``bf16``: the forward passes and losses run under ``torch.autocast(dtype=bfloat16)``; gradients and
-  optimiser state stay fp32 (bf16 has fp32's exponent range, so no scaling).
+  optimiser state stay fp32 (bf16 has fp32's exponent range, so no scaling). A step whose gradients are
+  not finite is skipped, as fp16's scaler skips an overflowed one: on the CPU, oneDNN's bf16
+  convolution backward returns NaN weight gradients now and then for finite inputs and weights (a
+  stride-2 convolution over a 1×1 map; ``benchmarks/results/precision_accuracy_embedded_cpu.md``), and
+  one such step would otherwise make every weight NaN.
 - ``fp16``: autocast to float16 and a ``torch.amp.GradScaler``: losses are multiplied by the scale
   ``s`` (a power of two) before differentiation. ``p.grad`` holds scaled gradients until
   :meth:`unscale` divides them in place, which the method calls before it reads or changes them
@@ -18,6 +22,9 @@ copies):
   gradients are not finite is skipped by :meth:`step` and the scale halves (the scaler's rule); the
   methods also skip their gradient surgery for it (:meth:`unscale` returns False), so no state of
   theirs sees an overflowed gradient.
+
+Under both reduced precisions :attr:`Precision.skipped` counts the skipped steps (kept in
+:meth:`state_dict`, so a resumed run counts on); the loop writes it per epoch to ``history.csv``.
 
 Gradient surgery, statistics and the once-per-epoch passes of the methods' hooks (LFM-LB's
 hyper-gradient, MIE's covariance matrices, PMR's prototypes) run outside autocast, in fp32.
@@ -46,6 +53,8 @@ class Precision:
         self.scaler = torch.amp.GradScaler(self.device.type) if name == "fp16" else None
         self.unscaled: set[int] = set()
         """``id`` of the optimisers whose gradients :meth:`unscale` has divided since their last step."""
+        self.skipped = 0
+        """Optimiser steps skipped because their gradients were not finite (bf16 and fp16)."""
 
     def fresh(self) -> Precision:
         """The same precision with a scaler of its own (for a model copy trained beside the run)."""
@@ -97,30 +106,41 @@ class Precision:
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> bool:
         """Make ``optimizer``'s ``p.grad`` true gradients (once per step); False when one is not finite
-        (fp16 overflow: the coming :meth:`step` is skipped). Always True without a scaler."""
-        if self.scaler is None:
+        (fp16 overflow or a bf16 NaN: the coming :meth:`step` is skipped). Always True in fp32."""
+        if self.dtype is None:
             return True
-        if id(optimizer) not in self.unscaled:
+        if self.scaler is not None and id(optimizer) not in self.unscaled:
             self.scaler.unscale_(optimizer)
             self.unscaled.add(id(optimizer))
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """``optimizer.step()``; under fp16 through the scaler (skipped on overflow), then its update."""
-        if self.scaler is None:
+        """``optimizer.step()``, skipped (and counted) under bf16 and fp16 when a gradient is not finite;
+        under fp16 through the scaler, then its update."""
+        if self.dtype is None:
             optimizer.step()
             return
-        self.unscale(optimizer)
+        finite = self.unscale(optimizer)
+        self.skipped += int(not finite)
+        if self.scaler is None:
+            if finite:
+                optimizer.step()
+            return
         self.scaler.step(optimizer)
         self.scaler.update()
         self.unscaled.discard(id(optimizer))
 
     # --- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """The scaler's state (empty without one), for bit-identical resumption."""
-        return {} if self.scaler is None else self.scaler.state_dict()
+        """The skipped-step count and the scaler's state (empty in fp32), for bit-identical resumption."""
+        if self.dtype is None:
+            return {}
+        scaler = {} if self.scaler is None else self.scaler.state_dict()
+        return {**scaler, "skipped_steps": self.skipped}
 
     def load_state_dict(self, state: dict) -> None:
-        if self.scaler is not None and state:
-            self.scaler.load_state_dict(state)
+        scaler = {key: value for key, value in state.items() if key != "skipped_steps"}
+        self.skipped = state.get("skipped_steps", 0)
+        if self.scaler is not None and scaler:
+            self.scaler.load_state_dict(scaler)

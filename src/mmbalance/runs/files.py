@@ -17,6 +17,8 @@ key                what
 ``convergence``    the selection series' convergence (:mod:`mmbalance.engine.convergence`)
 ``clips``          (datasets that can miss clips) per split the ``listed``, ``found`` and ``missing``
 ``epochs_trained`` the number of epochs in ``history.csv``
+``skipped_steps``  (``precision`` bf16 or fp16) optimiser steps skipped for non-finite gradients
+                   (:mod:`mmbalance.engine.precision`)
 ``machine``        what the run trained on (:func:`mmbalance.engine.machine.describe`)
 ``config``         the resolved run configuration; ``config_hash`` its run id again
 ``environment``    package versions and the device (:mod:`mmbalance.engine.environment`)
@@ -24,9 +26,9 @@ key                what
 
 ``history.csv`` (:data:`HISTORY`): one row per epoch, the columns in the order they first appear:
 ``epoch`` (0-based), ``lr``, what the method logs at the epoch's start, the ``train_*`` means of its
-step logs, ``{val,test}_<head>_<metric>``, the test features' modality gaps ``test_gap_*``, what the
-method logs at the epoch's end (its ``Method.curves`` among them), and ``seconds``; a value a row does
-not log is an empty cell.
+step logs, ``skipped_steps`` (bf16 and fp16 only), ``{val,test}_<head>_<metric>``, the test features'
+modality gaps ``test_gap_*``, what the method logs at the epoch's end (its ``Method.curves`` among
+them), and ``seconds``; a value a row does not log is an empty cell.
 
 ``predictions.npz`` (:data:`PREDICTIONS`): ``labels`` and ``ids`` of the test samples and, per head, the
 class probabilities of the val-selected epoch (samples × classes).
