@@ -13,6 +13,7 @@ from torch import nn
 from mmbalance.config import typed_options
 from mmbalance.engine.optim import build_optimizer
 from mmbalance.engine.types import Context, ModelSpec
+from mmbalance.errors import TrainingError
 from mmbalance.methods._gradient_modification import (
     cumulative_input_covariance,
     linear_layers,
@@ -223,6 +224,17 @@ def test_fraction_scope_modifies_encoder_convolutions_after_a_stage(tiny_spec: M
     logs = method.training_step(make_batch(seed=5), ctx)
     shared = [n for n in method.matrices["audio"] if n.startswith("encoder.") and "stem" not in n]
     assert logs["gm_layers"] == 3 + len(shared)
+
+
+def test_non_finite_covariance_stops_with_one_line_naming_the_layer(tiny_spec: ModelSpec) -> None:
+    """Diverged features (a NaN weight) give a NaN covariance; its SVD would fail with LAPACK's error."""
+    torch.manual_seed(0)
+    method = make_method(tiny_spec, stage_epochs=[1])
+    model = method.build()
+    with torch.no_grad():
+        next(model.encoders["audio"].parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingError, match=r"audio's layer '\S+' is not finite.*diverged"):
+        method.build_matrices(model, "audio", [make_batch(seed=0)])
 
 
 # --- stages --------------------------------------------------------------------------------------

@@ -17,6 +17,10 @@ class DataError(MMBalanceError):
     """An input file is missing, truncated or undecodable; the message names the file."""
 
 
+class TrainingError(MMBalanceError):
+    """Training cannot go on (its numbers stopped being finite); the message names where and why."""
+
+
 def reject_unknown(
     keys: Iterable[str],
     allowed: Iterable[str],

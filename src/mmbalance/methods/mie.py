@@ -59,7 +59,7 @@ from torch import nn
 
 from mmbalance.engine.precision import Precision
 from mmbalance.engine.types import Batch, Context
-from mmbalance.errors import ConfigError
+from mmbalance.errors import ConfigError, TrainingError
 from mmbalance.methods._base import Logs, Method
 from mmbalance.methods._gradient_modification import (
     ModifiableLayer,
@@ -287,6 +287,11 @@ class MIE(Method):
         logs: Logs = {}
         self.matrices[modality] = {}
         for name, covariance in covariances.items():
+            if not bool(torch.isfinite(covariance).all()):
+                raise TrainingError(
+                    f"MIE: the input covariance (Eq. 5) of {modality}'s layer '{name}' is not finite, so its "
+                    "SVD (Eq. 7) is undefined: the model's features diverged (see history.csv's train_loss)"
+                )
             t, singular = modification_matrix(covariance, self.options.tau)
             self.matrices[modality][name] = t
             if not name.startswith("encoder."):
