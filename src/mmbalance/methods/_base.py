@@ -82,17 +82,23 @@ class Method:
     def training_step(self, batch: Batch, ctx: Context) -> Logs:
         """Forward and loss (under autocast), backward, gradient surgery, optimiser step.
 
-        ``after_backward`` sees true gradients; it is skipped with the step when they overflowed (fp16).
+        ``after_backward`` sees true gradients; it is skipped with the step when they are not finite
+        (fp16 overflow, bf16 NaN).
         """
         with ctx.precision.autocast():
-            outputs = ctx.model(batch.inputs)
+            outputs, forward_logs = self.training_forward(batch, ctx)
             loss, logs = self.loss(outputs, batch, ctx)
         ctx.optimizer.zero_grad(set_to_none=True)
         ctx.precision.backward(loss)
         if ctx.precision.unscale(ctx.optimizer):
             logs.update(self.after_backward(outputs, batch, ctx))
         ctx.precision.step(ctx.optimizer)
-        return {"loss": float(loss.detach()), **logs}
+        return {"loss": float(loss.detach()), **logs, **forward_logs}
+
+    def training_forward(self, batch: Batch, ctx: Context) -> tuple[ModelOutput, Logs]:
+        """The training step's forward pass (under autocast) and what it logs; default: the model on
+        the batch, nothing logged."""
+        return ctx.model(batch.inputs), {}
 
     def loss(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> tuple[torch.Tensor, Logs]:
         """Default: CE on the fused logits (plus the probe heads' CE where the fusion has probes).

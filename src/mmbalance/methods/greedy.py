@@ -193,21 +193,14 @@ class Greedy(Channel):
             self.window_left = self.options.window
 
     # --- training --------------------------------------------------------------------------
-    def training_step(self, batch: Batch, ctx: Context) -> Logs:
-        """Forward (curated inside a window), running averages, loss, backward, speeds/window, step."""
+    def training_forward(self, batch: Batch, ctx: Context) -> tuple[ModelOutput, Logs]:
+        """Forward (inside a window the curated modality's gates replaced by their running averages),
+        then the running averages updated; logs which modality was curated."""
         replace = self.curation(batch.labels.device)
         curated = next(iter(replace)) if replace else None
-        with ctx.precision.autocast():
-            outputs = ctx.model(batch.inputs, replace=replace)
-            self.update_running_averages(outputs.fusion.extras, list(ctx.model.mmtm))
-            loss, logs = self.loss(outputs, batch, ctx)
-        ctx.optimizer.zero_grad(set_to_none=True)
-        ctx.precision.backward(loss)
-        if ctx.precision.unscale(ctx.optimizer):
-            logs.update(self.after_backward(outputs, batch, ctx))
-        ctx.precision.step(ctx.optimizer)
-        logs.update({f"curated_{m}": float(m == curated) for m in self.modalities})
-        return {"loss": float(loss.detach()), **logs}
+        outputs = ctx.model(batch.inputs, replace=replace)
+        self.update_running_averages(outputs.fusion.extras, list(ctx.model.mmtm))
+        return outputs, {f"curated_{m}": float(m == curated) for m in self.modalities}
 
     def after_backward(self, outputs: ModelOutput, batch: Batch, ctx: Context) -> Logs:
         """Count down an open window; otherwise accumulate speeds and maybe open a window."""
