@@ -161,3 +161,23 @@ def test_the_report_loads_no_training_code(package: str) -> None:
     forbidden += ("mmbalance.config", "mmbalance.registry", "mmbalance.analysis")
     assert [m for m in loaded if m.startswith(forbidden)] == []
     assert package in loaded
+
+
+def test_a_training_process_loads_no_plotting_statistics_or_vision_library() -> None:
+    """``mmbalance train`` validates params (which imports every analysis, and through them the report)
+    and builds the engine; scipy, matplotlib and torchvision are imported only where used, so none of
+    them costs each of the workflow's training jobs its import time (benchmarks/README.md)."""
+    code = (
+        "import sys\n"
+        "from mmbalance import config\n"
+        "config.load_params('params.yaml')\n"
+        "import mmbalance.engine.loop\n"
+        "from mmbalance.registry import METHODS\n"
+        "METHODS.names()\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=SRC.parent
+    ).stdout.split()
+    assert "mmbalance.engine.loop" in loaded and "mmbalance.analysis.landscape" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("scipy", "matplotlib", "torchvision")] == []

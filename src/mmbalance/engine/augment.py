@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 
 from mmbalance.errors import ConfigError
 
@@ -44,6 +43,14 @@ STREAM = 2
 ATTEMPTS = 10
 DEFAULTS: dict[str, Any] = {"scale": [0.08, 1.0], "ratio": [3.0 / 4.0, 4.0 / 3.0], "flip": 0.5}
 """torchvision's ``RandomResizedCrop`` and ``RandomHorizontalFlip`` defaults; ``size`` has none."""
+
+
+def _functional() -> Any:
+    """torchvision's functional transforms, imported on first use: only runs with ``augment`` need them,
+    and every training process would otherwise pay torchvision's import."""
+    import torchvision.transforms.v2.functional
+
+    return torchvision.transforms.v2.functional
 
 
 def crop_box(
@@ -110,7 +117,7 @@ class FrameAugment:
         for modality in self.modalities:
             x = inputs[modality]
             if draws is None:
-                out[modality] = TF.resize(x, [self.size, self.size], antialias=True)
+                out[modality] = _functional().resize(x, [self.size, self.size], antialias=True)
                 continue
             frames = [
                 self.crop(x[b, t], *(int(v) for v in row))
@@ -122,8 +129,8 @@ class FrameAugment:
 
     def crop(self, image: torch.Tensor, top: int, left: int, h: int, w: int, flipped: int) -> torch.Tensor:
         """One ``(3, H, W)`` frame: the box resized to ``size`` × ``size``, flipped if drawn so."""
-        crop = TF.resized_crop(image, top, left, h, w, [self.size, self.size], antialias=True)
-        return TF.horizontal_flip(crop) if flipped else crop
+        crop = _functional().resized_crop(image, top, left, h, w, [self.size, self.size], antialias=True)
+        return _functional().horizontal_flip(crop) if flipped else crop
 
 
 def frame_augment(
