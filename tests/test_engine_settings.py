@@ -15,7 +15,7 @@ from mmbalance import config, paths
 from mmbalance.engine.acceleration import is_planar, prepare_model
 from mmbalance.engine.loop import train
 from mmbalance.engine.seeding import configure_determinism
-from mmbalance.engine.settings import EngineSettings
+from mmbalance.engine.settings import DEFAULTS, EngineSettings
 from mmbalance.errors import ConfigError
 from mmbalance.models.model import build_model
 from tests.conftest import REPO
@@ -28,7 +28,12 @@ AUGMENT = f'{PRESET}.augment={{"size": 32}}'
 
 @pytest.fixture
 def params() -> dict:
-    return config.load_params(REPO / "params.yaml")
+    """params.yaml with every speed setting of the synthav preset at its default (the embedded preset
+    turns ``channels_last`` on)."""
+    loaded = config.load_params(REPO / "params.yaml")
+    for key in DEFAULTS:
+        loaded["train"]["embedded"]["synthav"].pop(key, None)
+    return loaded
 
 
 def resolved(params: dict, *overrides: str) -> dict:
