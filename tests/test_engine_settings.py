@@ -4,7 +4,9 @@ with them on the CPU — bf16/fp16 training, augmentation and prefetch resuming 
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from mmbalance.engine.seeding import configure_determinism
 from mmbalance.engine.settings import DEFAULTS, EngineSettings
 from mmbalance.errors import ConfigError
 from mmbalance.models.model import build_model
+from mmbalance.registry import METHODS
 from tests.conftest import REPO
 from tests.resume_check import cli_killed_and_resumed, history, train_killed_and_resumed
 
@@ -209,3 +212,29 @@ def test_mixed_precision_runs_resume_bit_identical(
     assert ("scale" in state["precision"]) == (precision == "fp16")
     assert state["precision"]["skipped_steps"] == metrics["skipped_steps"]
     assert metrics["skipped_steps"] == sum(int(row["skipped_steps"]) for row in rows)
+
+
+def test_steps_skipped_for_non_finite_gradients_stay_out_of_the_epoch_means(
+    tiny_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other step's loss made NaN (as the CPU's bf16 convolution backward can make a gradient):
+    under bf16 those steps are skipped and counted, the epoch's train_* means cover the applied steps
+    only, and the run, whose weights stayed finite, is not marked diverged."""
+    concat = METHODS.get("concat")
+    original = concat.loss
+    calls = itertools.count()
+
+    def poisoned(self, outputs, batch, ctx):
+        loss, logs = original(self, outputs, batch, ctx)
+        return (loss * math.nan, logs) if next(calls) % 2 else (loss, logs)
+
+    monkeypatch.setattr(concat, "loss", poisoned)
+    params = config.apply_overrides(config.load_params(tiny_workspace), [f"{PRESET}.precision=bf16"])
+    resolved = paths.resolve_run(params, "synthav", "concat", 0)
+    run_dir = tmp_path / "run"
+    metrics = train(resolved, paths.feature_dir(params, "synthav"), run_dir, device="cpu", progress=False)
+    rows = history(run_dir)
+    skipped = [int(row["skipped_steps"]) for row in rows]
+    assert all(count > 0 for count in skipped) and metrics["skipped_steps"] == sum(skipped)
+    assert all(math.isfinite(float(row["train_loss"])) for row in rows)
+    assert not metrics["convergence"]["diverged"]

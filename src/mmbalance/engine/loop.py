@@ -14,6 +14,7 @@ the model exactly as it was evaluated (before AUG adds a classifier or MSES roll
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,16 +199,27 @@ class Trainer:
         )
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
+        """The epoch's training steps; returns the sample-weighted means of their logs over the steps
+        that were applied. A step the precision skipped for non-finite gradients (bf16, fp16) changed
+        no weight, so its logs (often a NaN loss) stay out of the means, which would otherwise mark
+        a run that trains fine as diverged; an epoch whose every step was skipped logs NaN."""
         self.model.train()
         sums: dict[str, float] = {}
+        logged: list[str] = []
         count = 0
         for batch in self.batches["train"].epoch(epoch):
             ctx = self.context(epoch)
+            skipped = self.precision.skipped
             logs = self.method.training_step(batch, ctx)
             self.step += 1
+            logged += [key for key in logs if key not in logged]
+            if self.precision.skipped > skipped:
+                continue
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0.0) + value * len(batch)
             count += len(batch)
+        if count == 0:
+            return {f"train_{k}": math.nan for k in logged}
         return {f"train_{k}": v / count for k, v in sums.items()}
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
