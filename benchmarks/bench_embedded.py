@@ -10,7 +10,8 @@ For one method on the embedded dataset (features extracted with these params), C
 - ``evaluate val + test``: the per-epoch evaluation of both splits;
 - ``checkpoint + history``: the per-epoch checkpoint and ``history.csv`` writes.
 
-``--params`` may name several files (e.g. the previous schedule and this one) to compare them.
+``--params`` may name several files (e.g. the previous schedule and this one) to compare them; they
+are measured in alternation (epoch by epoch, then start-up by start-up), medians reported.
 """
 
 from __future__ import annotations
@@ -53,46 +54,63 @@ def one_epoch_cli_cpu(params_file: str, method: str, results: Path) -> float:
     return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip())
 
 
-def profile(params_file: str, method: str, epochs: int) -> dict[str, str]:
-    params = config.load_params(params_file)
-    resolved = paths.resolve_run(params, "synthav", method, 0)
+def profile(params_files: list[str], method: str, epochs: int, repeats: int = 3) -> list[dict[str, str]]:
+    """One row per params file. The files are measured in alternation — epoch ``e`` of every file, then
+    epoch ``e + 1`` — and the start-up runs likewise, so a machine whose speed drifts during the
+    benchmark (a shared VM's does, by tens of percent) disturbs every row alike."""
     splits = ("val", "test")
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "run"
-        trainer = Trainer(resolved, paths.feature_dir(params, "synthav"), run_dir, "cpu")
-        train, evaluation, writes = [], [], []
+        trainers, resolved = [], []
+        for index, params_file in enumerate(params_files):
+            params = config.load_params(params_file)
+            resolved.append(paths.resolve_run(params, "synthav", method, 0))
+            run_dir = Path(tmp) / f"run{index}"
+            trainers.append(Trainer(resolved[-1], paths.feature_dir(params, "synthav"), run_dir, "cpu"))
+        train = [[] for _ in params_files]
+        evaluation = [[] for _ in params_files]
+        writes = [[] for _ in params_files]
         for epoch in range(epochs):
-            trainer.model.train()
-            train.append(cpu_seconds(lambda e=epoch: trainer.train_epoch(e)))
-            evaluation.append(
-                cpu_seconds(
-                    lambda: [evaluate(trainer.model, trainer.method, trainer.batches[s]) for s in splits]
+            for index, trainer in enumerate(trainers):
+                trainer.model.train()
+                train[index].append(cpu_seconds(lambda e=epoch, t=trainer: t.train_epoch(e)))
+                evaluation[index].append(
+                    cpu_seconds(lambda t=trainer: [evaluate(t.model, t.method, t.batches[s]) for s in splits])
                 )
-            )
-            trainer.history.append({"epoch": epoch})
-            writes.append(
-                cpu_seconds(
-                    lambda e=epoch: (
-                        save_checkpoint(run_dir / CHECKPOINT, trainer.state(e))
-                        or write_history(trainer.run_dir, trainer.history)
+                trainer.history.append({"epoch": epoch})
+                writes[index].append(
+                    cpu_seconds(
+                        lambda e=epoch, t=trainer: (
+                            save_checkpoint(t.run_dir / CHECKPOINT, t.state(e))
+                            or write_history(t.run_dir, t.history)
+                        )
                     )
                 )
-            )
-        one_epoch = one_epoch_cli_cpu(params_file, method, Path(tmp) / "cli")
+        one_epoch = [[] for _ in params_files]
+        for repeat in range(repeats):
+            for index, params_file in enumerate(params_files):
+                results = Path(tmp) / f"cli{index}-{repeat}"
+                one_epoch[index].append(one_epoch_cli_cpu(params_file, method, results))
     median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
-    per_epoch = median(train) + median(evaluation) + median(writes)
-    start = one_epoch - train[0] - evaluation[0] - writes[0]
-    return {
-        "params": params_file,
-        "method": method,
-        "epochs": str(resolved["train"]["epochs"]),
-        "start-up (s)": f"{start:.2f}",
-        "train epoch (s)": f"{median(train):.3f}",
-        "evaluate val + test (s)": f"{median(evaluation):.3f}",
-        "checkpoint + history (s)": f"{median(writes):.3f}",
-        "epoch (s)": f"{per_epoch:.3f}",
-        "run, estimated (s)": f"{start + per_epoch * resolved['train']['epochs']:.1f}",
-    }
+    rows = []
+    for index, params_file in enumerate(params_files):
+        per_epoch = median(train[index]) + median(evaluation[index]) + median(writes[index])
+        first = train[index][0] + evaluation[index][0] + writes[index][0]
+        start = median(one_epoch[index]) - first
+        run_epochs = resolved[index]["train"]["epochs"]
+        rows.append(
+            {
+                "params": params_file,
+                "method": method,
+                "epochs": str(run_epochs),
+                "start-up (s)": f"{start:.2f}",
+                "train epoch (s)": f"{median(train[index]):.3f}",
+                "evaluate val + test (s)": f"{median(evaluation[index]):.3f}",
+                "checkpoint + history (s)": f"{median(writes[index]):.3f}",
+                "epoch (s)": f"{per_epoch:.3f}",
+                "run, estimated (s)": f"{start + per_epoch * run_epochs:.1f}",
+            }
+        )
+    return rows
 
 
 def main() -> None:
@@ -102,7 +120,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="epochs timed in-process (median reported)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [profile(path, args.method, args.epochs) for path in args.params]
+    rows = profile(args.params, args.method, args.epochs)
     columns = list(rows[0])
     note = (
         f"CPU seconds of one embedded `{args.method}` run (1 thread), by part; the run estimate is "
