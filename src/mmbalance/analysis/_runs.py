@@ -13,9 +13,11 @@ from torch import nn
 
 from mmbalance import paths
 from mmbalance.data.store import FeatureStore, open_store
+from mmbalance.engine.acceleration import prepare_model
 from mmbalance.engine.batches import SplitBatches
 from mmbalance.engine.checkpoint import checkpoint_path, load_checkpoint
 from mmbalance.engine.loop import build_method, eval_batches
+from mmbalance.engine.settings import EngineSettings
 from mmbalance.errors import DataError
 from mmbalance.methods._base import Method
 from mmbalance.models.model import ModelOutput, MultimodalModel
@@ -32,7 +34,10 @@ def load_model(
     """``(method, model, state)`` from the checkpoint ``name`` (``last``, ``selected``, ``epoch<k>``) in a
     run's ``checkpoint_dir``:
     the method's state first, then the model it builds (AUG's grown classifiers come back), then the
-    weights; the model in eval mode. A missing checkpoint is a :class:`DataError` saying how to get it."""
+    weights; the model in eval mode and in the run's memory layout (``channels_last``), so that its
+    features and outputs are bit-identical to the engine's evaluation (a ``compile`` setting is not
+    applied: compiling would only add time to an analysis). A missing checkpoint is a
+    :class:`DataError` saying how to get it."""
     path = checkpoint_path(checkpoint_dir, name)
     if not path.is_file():
         raise DataError(
@@ -43,6 +48,8 @@ def load_model(
     method = build_method(state["config"], store.modalities, store.num_classes)
     method.load_state_dict(state["method"])
     model = method.build().to(device)
+    layout = EngineSettings(channels_last=EngineSettings.of(state["config"]["train"]).channels_last)
+    prepare_model(model, layout)
     model.load_state_dict(state["model"])
     model.eval()
     return method, model, state
