@@ -51,8 +51,9 @@ class Precision:
         self.device = torch.device(device)
         self.dtype = DTYPES[name]
         self.scaler = torch.amp.GradScaler(self.device.type) if name == "fp16" else None
-        self.unscaled: set[int] = set()
-        """``id`` of the optimisers whose gradients :meth:`unscale` has divided since their last step."""
+        self.finite: dict[int, bool] = {}
+        """Per optimiser ``id``, whether its gradients of the current step are finite: checked (and under
+        fp16 unscaled) once, at the step's first :meth:`unscale`, and forgotten at its :meth:`step`."""
         self.skipped = 0
         """Optimiser steps skipped because their gradients were not finite (bf16 and fp16)."""
 
@@ -109,11 +110,14 @@ class Precision:
         (fp16 overflow or a bf16 NaN: the coming :meth:`step` is skipped). Always True in fp32."""
         if self.dtype is None:
             return True
-        if self.scaler is not None and id(optimizer) not in self.unscaled:
-            self.scaler.unscale_(optimizer)
-            self.unscaled.add(id(optimizer))
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        key = id(optimizer)
+        if key not in self.finite:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            grads = [p.grad for p in params if p.grad is not None]
+            self.finite[key] = not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        return self.finite[key]
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
         """``optimizer.step()``, skipped (and counted) under bf16 and fp16 when a gradient is not finite;
@@ -122,14 +126,13 @@ class Precision:
             optimizer.step()
             return
         finite = self.unscale(optimizer)
+        del self.finite[id(optimizer)]
         self.skipped += int(not finite)
-        if self.scaler is None:
-            if finite:
-                optimizer.step()
-            return
-        self.scaler.step(optimizer)
-        self.scaler.update()
-        self.unscaled.discard(id(optimizer))
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        elif finite:
+            optimizer.step()
 
     # --- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
